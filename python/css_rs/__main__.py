@@ -1,0 +1,3 @@
+from css_rs.cli import main
+
+main()

@@ -1,0 +1,15 @@
+//! css-rs core: Compressive Semantic Spectroscopy in pure Rust.
+//!
+//! Every module here is plain Rust and knows nothing of Python, so `cargo test` and
+//! `cargo bench` run without an interpreter. The one PyO3 module, `bindings`, is compiled only
+//! with the `python` feature that maturin enables.
+
+pub mod error;
+pub mod tokenizer;
+pub mod vocabulary;
+
+#[cfg(feature = "python")]
+mod bindings;
+
+pub use error::{CssError, Result};
+pub use vocabulary::Vocabulary;

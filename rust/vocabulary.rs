@@ -1,0 +1,359 @@
+//! Word counting and the vocabulary: ids `0..V` by descending count, ties broken by the word.
+//!
+//! Counting keeps one entry per distinct word (never every token string), can be fed batch by
+//! batch and merged, which is what streaming needs; `build` then fixes the ids.
+
+use crate::error::{CssError, Result};
+use crate::tokenizer::for_each_token;
+use rayon::prelude::*;
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
+
+pub type WordCounts = FxHashMap<String, u64>;
+
+fn add_text(counts: &mut WordCounts, text: &str) -> u64 {
+    let mut tokens = 0u64;
+    for_each_token(text, |tok| {
+        tokens += 1;
+        // Look up by &str first: only a word seen for the first time allocates.
+        if let Some(c) = counts.get_mut(tok) {
+            *c += 1;
+        } else {
+            counts.insert(tok.to_string(), 1);
+        }
+    });
+    tokens
+}
+
+fn merge_into(into: &mut WordCounts, from: WordCounts) {
+    for (w, c) in from {
+        *into.entry(w).or_insert(0) += c;
+    }
+}
+
+/// Counts words of many texts in parallel; returns the counts and the number of tokens.
+pub fn count_texts<S: AsRef<str> + Sync>(texts: &[S]) -> (WordCounts, u64) {
+    texts
+        .par_iter()
+        .fold(
+            || (WordCounts::default(), 0u64),
+            |(mut counts, n), text| {
+                let added = add_text(&mut counts, text.as_ref());
+                (counts, n + added)
+            },
+        )
+        .reduce(
+            || (WordCounts::default(), 0u64),
+            |(mut a, na), (b, nb)| {
+                // Merge the smaller map into the larger one.
+                if a.len() < b.len() {
+                    let mut b = b;
+                    merge_into(&mut b, a);
+                    (b, na + nb)
+                } else {
+                    merge_into(&mut a, b);
+                    (a, na + nb)
+                }
+            },
+        )
+}
+
+/// Words with their counts, ids fixed, plus the raw counts that produced them (so that counting
+/// can go on after a checkpoint and a rebuild gives the same ids).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Vocabulary {
+    raw: WordCounts,
+    total_tokens: u64,
+    min_count: u64,
+    max_size: usize,
+    words: Vec<String>,
+    counts: Vec<u64>,
+    #[serde(skip)]
+    index: FxHashMap<String, u32>,
+    built: bool,
+}
+
+impl Vocabulary {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Counts the words of `texts` (parallel). Invalidates a previous build.
+    pub fn update<S: AsRef<str> + Sync>(&mut self, texts: &[S]) -> u64 {
+        let (counts, tokens) = count_texts(texts);
+        merge_into(&mut self.raw, counts);
+        self.total_tokens += tokens;
+        self.built = false;
+        tokens
+    }
+
+    /// Adds counts directly (e.g. from a saved counter).
+    pub fn add_counts<I: IntoIterator<Item = (String, u64)>>(&mut self, counts: I) {
+        for (w, c) in counts {
+            self.total_tokens += c;
+            *self.raw.entry(w).or_insert(0) += c;
+        }
+        self.built = false;
+    }
+
+    pub fn merge(&mut self, other: &Vocabulary) {
+        for (w, c) in &other.raw {
+            *self.raw.entry(w.clone()).or_insert(0) += *c;
+        }
+        self.total_tokens += other.total_tokens;
+        self.built = false;
+    }
+
+    /// Fixes ids: words with `count >= min_count`, the `max_size` most frequent, ids by
+    /// descending count with ties broken by the word (deterministic whatever the hash order).
+    pub fn build(&mut self, min_count: u64, max_size: usize) -> Result<()> {
+        if min_count < 1 {
+            return Err(CssError::invalid("min_count", min_count, "must be >= 1"));
+        }
+        if max_size < 1 {
+            return Err(CssError::invalid("max_size", max_size, "must be >= 1"));
+        }
+        let mut kept: Vec<(&String, u64)> = self
+            .raw
+            .iter()
+            .filter(|(_, &c)| c >= min_count)
+            .map(|(w, &c)| (w, c))
+            .collect();
+        kept.par_sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+        kept.truncate(max_size);
+        self.words = kept.iter().map(|(w, _)| (*w).clone()).collect();
+        self.counts = kept.iter().map(|(_, c)| *c).collect();
+        self.min_count = min_count;
+        self.max_size = max_size;
+        self.built = true;
+        self.rebuild_index();
+        Ok(())
+    }
+
+    fn rebuild_index(&mut self) {
+        self.index = self
+            .words
+            .iter()
+            .enumerate()
+            .map(|(i, w)| (w.clone(), i as u32))
+            .collect();
+    }
+
+    /// A built vocabulary straight from ordered words and counts (loading a saved model).
+    pub fn from_words(words: Vec<String>, counts: Vec<u64>) -> Result<Self> {
+        if words.len() != counts.len() {
+            return Err(CssError::InvalidData(format!(
+                "vocabulary has {} words but {} counts",
+                words.len(),
+                counts.len()
+            )));
+        }
+        let mut v = Vocabulary {
+            raw: words.iter().cloned().zip(counts.iter().copied()).collect(),
+            total_tokens: counts.iter().sum(),
+            min_count: 1,
+            max_size: words.len().max(1),
+            words,
+            counts,
+            index: FxHashMap::default(),
+            built: true,
+        };
+        v.rebuild_index();
+        if v.index.len() != v.words.len() {
+            return Err(CssError::InvalidData(
+                "vocabulary lists the same word twice".to_string(),
+            ));
+        }
+        Ok(v)
+    }
+
+    pub fn is_built(&self) -> bool {
+        self.built
+    }
+
+    fn ensure_built(&self) -> Result<()> {
+        if self.built {
+            Ok(())
+        } else {
+            Err(CssError::NotReady(
+                "vocabulary is not built yet: call build(min_count, max_size) after update()"
+                    .to_string(),
+            ))
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.words.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.words.is_empty()
+    }
+
+    pub fn total_tokens(&self) -> u64 {
+        self.total_tokens
+    }
+
+    pub fn distinct_words(&self) -> usize {
+        self.raw.len()
+    }
+
+    pub fn min_count(&self) -> u64 {
+        self.min_count
+    }
+
+    pub fn max_size(&self) -> usize {
+        self.max_size
+    }
+
+    pub fn raw_counts(&self) -> &WordCounts {
+        &self.raw
+    }
+
+    pub fn words(&self) -> &[String] {
+        &self.words
+    }
+
+    pub fn counts(&self) -> &[u64] {
+        &self.counts
+    }
+
+    pub fn word_to_id(&self, word: &str) -> Option<u32> {
+        self.index.get(word).copied()
+    }
+
+    pub fn id_to_word(&self, id: u32) -> Option<&str> {
+        self.words.get(id as usize).map(String::as_str)
+    }
+
+    /// In-vocabulary token ids of `text`; out-of-vocabulary tokens are dropped.
+    pub fn encode_into(&self, text: &str, out: &mut Vec<u32>) -> Result<()> {
+        self.ensure_built()?;
+        for_each_token(text, |tok| {
+            if let Some(&id) = self.index.get(tok) {
+                out.push(id);
+            }
+        });
+        Ok(())
+    }
+
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        let mut out = Vec::new();
+        self.encode_into(text, &mut out)?;
+        Ok(out)
+    }
+
+    /// Encodes many texts in parallel into one id array plus `len + 1` offsets.
+    pub fn encode_batch<S: AsRef<str> + Sync>(&self, texts: &[S]) -> Result<(Vec<u32>, Vec<i64>)> {
+        self.ensure_built()?;
+        let parts: Vec<Vec<u32>> = texts
+            .par_iter()
+            .map(|t| {
+                let mut v = Vec::new();
+                // ensure_built() passed, so encode_into cannot fail here.
+                let _ = self.encode_into(t.as_ref(), &mut v);
+                v
+            })
+            .collect();
+        let total: usize = parts.iter().map(Vec::len).sum();
+        let mut ids = Vec::with_capacity(total);
+        let mut offsets = Vec::with_capacity(parts.len() + 1);
+        offsets.push(0i64);
+        for p in parts {
+            ids.extend_from_slice(&p);
+            offsets.push(ids.len() as i64);
+        }
+        Ok((ids, offsets))
+    }
+
+    pub fn to_json(&self) -> Result<String> {
+        serde_json::to_string(self).map_err(|e| CssError::InvalidData(e.to_string()))
+    }
+
+    pub fn from_json(text: &str) -> Result<Self> {
+        let mut v: Vocabulary = serde_json::from_str(text)
+            .map_err(|e| CssError::InvalidData(format!("invalid vocabulary JSON: {e}")))?;
+        if v.words.len() != v.counts.len() {
+            return Err(CssError::InvalidData(
+                "invalid vocabulary JSON: words and counts differ in length".to_string(),
+            ));
+        }
+        v.rebuild_index();
+        Ok(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn ids_by_count_then_word() {
+        let mut v = Vocabulary::new();
+        v.update(&["b a c a b a d", "c"]);
+        v.build(2, 10).unwrap();
+        assert_eq!(v.words(), &["a", "b", "c"]);
+        assert_eq!(v.counts(), &[3, 2, 2]);
+        assert_eq!(v.encode("a d c zz").unwrap(), vec![0, 2]);
+    }
+
+    #[test]
+    fn max_size_and_min_count_validated() {
+        let mut v = Vocabulary::new();
+        v.update(&["x y z"]);
+        assert!(matches!(v.build(0, 5), Err(CssError::InvalidValue { .. })));
+        assert!(matches!(v.build(1, 0), Err(CssError::InvalidValue { .. })));
+        v.build(1, 2).unwrap();
+        assert_eq!(v.len(), 2);
+    }
+
+    #[test]
+    fn unbuilt_encode_is_an_error() {
+        let mut v = Vocabulary::new();
+        v.update(&["x"]);
+        assert!(matches!(v.encode("x"), Err(CssError::NotReady(_))));
+    }
+
+    #[test]
+    fn update_in_batches_equals_one_pass() {
+        let texts = ["the cat sat", "on the mat", "the end"];
+        let mut one = Vocabulary::new();
+        one.update(&texts);
+        let mut a = Vocabulary::new();
+        a.update(&texts[..1]);
+        let mut b = Vocabulary::new();
+        b.update(&texts[1..]);
+        a.merge(&b);
+        one.build(1, 100).unwrap();
+        a.build(1, 100).unwrap();
+        assert_eq!(one.words(), a.words());
+        assert_eq!(one.counts(), a.counts());
+        assert_eq!(one.total_tokens(), 8);
+    }
+
+    #[test]
+    fn json_round_trip() {
+        let mut v = Vocabulary::new();
+        v.update(&["a a b c c c"]);
+        v.build(1, 10).unwrap();
+        let back = Vocabulary::from_json(&v.to_json().unwrap()).unwrap();
+        assert_eq!(back.words(), v.words());
+        assert_eq!(back.word_to_id("c"), Some(0));
+    }
+
+    proptest! {
+        #[test]
+        fn encode_batch_matches_encode(texts in proptest::collection::vec("[a-e ]{0,30}", 0..20)) {
+            let mut v = Vocabulary::new();
+            v.update(&texts);
+            v.build(1, 1000).unwrap();
+            let (ids, offsets) = v.encode_batch(&texts).unwrap();
+            prop_assert_eq!(offsets.len(), texts.len() + 1);
+            for (i, t) in texts.iter().enumerate() {
+                let part = &ids[offsets[i] as usize..offsets[i + 1] as usize];
+                prop_assert_eq!(part.to_vec(), v.encode(t).unwrap());
+            }
+        }
+    }
+}
