@@ -1,0 +1,91 @@
+"""The ``css-rs`` command line (typer). Commands live in one module per concern; this module
+owns the app, the version flag and the mapping of errors to exit codes."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+from typing import NoReturn, Optional
+
+import typer
+
+from css_rs import __version__
+from css_rs.errors import CssRsError, InputError
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+app = typer.Typer(
+    name="css-rs",
+    help="Compressive Semantic Spectroscopy: train and explore sparse spectral word embeddings.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+_state = {"debug": False}
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"css-rs {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Optional[bool] = typer.Option(
+        None,
+        "--version",
+        callback=_version_callback,
+        is_eager=True,
+        help="Print the version and exit.",
+    ),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors."),
+) -> None:
+    """Compressive Semantic Spectroscopy."""
+    _state["debug"] = debug
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
+    """Prints a one-line error to stderr and exits with ``code``."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+@contextlib.contextmanager
+def handle_errors() -> Iterator[None]:
+    """Maps exceptions to one-line messages and exit codes (2 bad input, 1 failure, 130 ^C)."""
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except (InputError, ValueError, FileNotFoundError, IsADirectoryError, PermissionError) as e:
+        if _state["debug"]:
+            raise
+        fail(_one_line(e), EXIT_USAGE)
+    except (CssRsError, OSError) as e:
+        if _state["debug"]:
+            raise
+        fail(_one_line(e), EXIT_FAILURE)
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e) or type(e).__name__
+    if isinstance(e, OSError) and e.filename and str(e.filename) not in text:
+        text = f"{e.filename}: {text}"
+    return " ".join(text.split())
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
