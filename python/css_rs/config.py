@@ -10,9 +10,17 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
+import json
 import math
+import os
+import sys
+import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Optional
+
+from css_rs.errors import InputError
 
 # One entry per allowed-value rule: returns None when fine, else the allowed range in words.
 Check = Callable[[Any], Optional[str]]
@@ -115,8 +123,12 @@ class TrainConfig:
     min_init_frequencies: Optional[int] = _setting(
         "model", None, _optional(_int_range(1)), "random initial count in [this, K] (unset: K)"
     )
-    init_amp_min: float = _setting("model", 0.001, _float_range(0.0, lo_open=True), "")
-    init_amp_max: float = _setting("model", 0.01, _float_range(0.0, lo_open=True), "")
+    init_amp_min: float = _setting(
+        "model", 0.001, _float_range(0.0, lo_open=True), "smallest initial amplitude"
+    )
+    init_amp_max: float = _setting(
+        "model", 0.01, _float_range(0.0, lo_open=True), "largest initial amplitude"
+    )
     use_phases: bool = _setting("model", True, _is_bool, "complex spectra (false: real)")
     window_size: int = _setting("model", 3, _int_range(1, 1000), "context window W")
     negative_count: int = _setting("model", 5, _int_range(0, 1000), "negatives per position")
@@ -129,7 +141,9 @@ class TrainConfig:
         "model", 0.3, _float_range(0.0, 100.0, lo_open=True), "initial learning rate"
     )
     min_lr: float = _setting("model", 1e-4, _float_range(0.0), "final learning rate (linear)")
-    lr_schedule: str = _setting("model", "linear", _choice("linear", "step"), "")
+    lr_schedule: str = _setting(
+        "model", "linear", _choice("linear", "step"), "linear decay, or x0.9 every 5 epochs"
+    )
     negative_lr_scale: float = _setting("model", 0.1, _float_range(0.0), "negatives' lr factor")
     update_context: bool = _setting("model", True, _is_bool, "also update context words")
     sparsity_penalty: float = _setting("model", 0.0, _float_range(0.0), "L1 penalty lambda")
@@ -141,8 +155,12 @@ class TrainConfig:
     exploration_fraction: float = _setting(
         "model", 0.2, _float_range(0.0, 1.0), "share of training with free supports"
     )
-    explore_prune_threshold: float = _setting("model", 0.001, _float_range(0.0), "")
-    refine_prune_threshold: float = _setting("model", 1e-4, _float_range(0.0), "")
+    explore_prune_threshold: float = _setting(
+        "model", 0.001, _float_range(0.0), "amplitudes pruned while exploring"
+    )
+    refine_prune_threshold: float = _setting(
+        "model", 1e-4, _float_range(0.0), "amplitudes pruned while refining"
+    )
     refine_prune_every: int = _setting("model", 1000, _int_range(1), "updates between prunes")
 
     # --- training ------------------------------------------------------------------------
@@ -249,3 +267,307 @@ def unknown_key_message(key: str, known: set[str] | list[str]) -> str:
     close = difflib.get_close_matches(key, sorted(known), n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
     return f"unknown setting {key!r}{hint}"
+
+
+# --- layered settings: defaults < TOML file < CSS_RS_* environment < command-line flags ------
+
+ENV_PREFIX = "CSS_RS_"
+# CSS_RS_* variables that are not settings: the config file's path, and hooks of the test suite.
+RESERVED_ENV = frozenset({"CSS_RS_CONFIG", "CSS_RS_DEBUG"})
+RESERVED_ENV_PREFIXES = ("CSS_RS_TEST_",)
+
+# Settings that may differ between a checkpoint and the run resuming it: they change where files
+# go or how often they are written, never what is computed (threads=1 is the deterministic
+# case, but resuming with more threads is a legitimate choice, not a mistake).
+RESUME_NEUTRAL = frozenset(
+    {
+        "threads",
+        "datasets_server_endpoint",
+        "hf_endpoint",
+        "keep_shards",
+        "save_checkpoint_every",
+        "checkpoint_every_seconds",
+        "resume_from_checkpoint",
+        "checkpoint_path",
+        "cache_dir",
+        "model_path",
+        "keep_backups",
+    }
+)
+
+_UNSET_WORDS = frozenset({"", "none", "null", "unset"})
+_TRUE_WORDS = frozenset({"true", "1", "yes", "on"})
+_FALSE_WORDS = frozenset({"false", "0", "no", "off"})
+
+
+class _AlwaysInvalid:
+    """A value every check rejects, so a check reveals its allowed range without a real value."""
+
+
+def allowed_values(name: str) -> str:
+    """The allowed values of a setting in words, e.g. ``an integer in [1, 100]``."""
+    check = _field(name).metadata["check"]
+    return str(check(_AlwaysInvalid()))
+
+
+def setting_type(name: str) -> tuple[type, bool]:
+    """(base type, optional) of a setting: ``Optional[int]`` -> ``(int, True)``."""
+    hint = _type_hints()[name]
+    args = [a for a in getattr(hint, "__args__", ()) if a is not type(None)]
+    if args:
+        return args[0], True
+    return hint, False
+
+
+def env_var_name(name: str) -> str:
+    return ENV_PREFIX + name.upper()
+
+
+def flag_name(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def parse_text_value(name: str, text: str) -> Any:
+    """Converts an environment or flag string to the setting's type.
+
+    A string that does not parse is returned unchanged, so that ``TrainConfig`` rejects it with
+    its usual message (``epochs = 'abc' is invalid: must be an integer ...``).
+    """
+    base, optional = setting_type(name)
+    word = text.strip().lower()
+    if optional and word in _UNSET_WORDS:
+        return None
+    if base is bool:
+        if word in _TRUE_WORDS:
+            return True
+        return False if word in _FALSE_WORDS else text
+    if base is int:
+        try:
+            return int(text.strip().replace("_", ""))
+        except ValueError:
+            return text
+    if base is float:
+        try:
+            return float(text.strip().replace("_", ""))
+        except ValueError:
+            return text
+    return text
+
+
+def coerce_file_value(name: str, value: Any) -> Any:
+    """Adapts a TOML value: TOML has no null (``"none"`` or ``""`` unset an optional setting),
+    and writes whole floats as integers (``checkpoint_every_seconds = 60``)."""
+    base, optional = setting_type(name)
+    if optional and isinstance(value, str) and value.strip().lower() in _UNSET_WORDS:
+        return None
+    if base is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def _field(name: str) -> dataclasses.Field[Any]:
+    return {f.name: f for f in fields(TrainConfig)}[name]
+
+
+@functools.cache
+def _type_hints() -> dict[str, Any]:
+    return typing.get_type_hints(TrainConfig)
+
+
+@dataclass(frozen=True)
+class ResolvedConfig:
+    """The effective settings and, for each, where its value came from.
+
+    Origins read ``default``, ``file <path>``, ``env CSS_RS_<NAME>`` or ``flag --<name>``.
+    """
+
+    config: TrainConfig
+    origins: dict[str, str]
+    config_file: Optional[str] = None
+
+
+def read_toml_settings(path: str) -> dict[str, Any]:
+    """Reads a css-rs TOML file into a flat ``{setting: value}`` mapping.
+
+    Tables are the sections of ``TrainConfig.sections()``; a setting may also be written at the
+    top level. Unknown sections or keys, and a key in the wrong section, are rejected.
+    """
+    raw = _load_toml(path)
+    sections = TrainConfig.sections()
+    section_of = {name: sec for sec, names in sections.items() for name in names}
+    flat: dict[str, Any] = {}
+    for key, value in raw.items():
+        # A table is a section (no setting takes a table; "dataset" names both a section and a
+        # setting, so the value's type decides).
+        if isinstance(value, dict):
+            if key not in sections:
+                raise InputError(f"{path}: {_unknown_section_message(key, list(sections))}")
+            for name, inner in value.items():
+                _check_file_key(path, name, section_of, expected_section=key)
+                flat[name] = coerce_file_value(name, inner)
+        else:
+            _check_file_key(path, key, section_of, expected_section=None)
+            flat[key] = coerce_file_value(key, value)
+    return flat
+
+
+def _unknown_section_message(name: str, sections: list[str]) -> str:
+    close = difflib.get_close_matches(name, sections, n=1)
+    hint = f"; did you mean [{close[0]}]?" if close else f"; sections: {', '.join(sections)}"
+    return f"unknown section [{name}]{hint}"
+
+
+def _check_file_key(
+    path: str, name: str, section_of: dict[str, str], expected_section: str | None
+) -> None:
+    if name not in section_of:
+        raise InputError(f"{path}: {unknown_key_message(name, set(section_of))}")
+    if expected_section is not None and section_of[name] != expected_section:
+        raise InputError(
+            f"{path}: setting {name!r} belongs in section [{section_of[name]}], "
+            f"not [{expected_section}]"
+        )
+
+
+def _load_toml(path: str) -> dict[str, Any]:
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - exercised on Python 3.9/3.10 only
+        import tomli as tomllib
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise InputError(f"{path}: configuration file not found") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a folder, not a configuration file") from None
+    except tomllib.TOMLDecodeError as e:
+        raise InputError(f"{path}: invalid TOML: {e}") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: invalid TOML: not UTF-8 text") from None
+
+
+def read_env_settings(environ: Mapping[str, str]) -> dict[str, tuple[str, Any]]:
+    """``CSS_RS_<NAME>`` variables as ``{setting: (variable, value)}``; unknown names rejected."""
+    by_env = {env_var_name(n): n for n in TrainConfig.field_names()}
+    found: dict[str, tuple[str, Any]] = {}
+    for var in sorted(environ):
+        if not var.startswith(ENV_PREFIX) or _is_reserved_env(var):
+            continue
+        if var not in by_env:
+            raise InputError(f"environment: {unknown_key_message(var, set(by_env))}")
+        name = by_env[var]
+        found[name] = (var, parse_text_value(name, environ[var]))
+    return found
+
+
+def _is_reserved_env(var: str) -> bool:
+    return var in RESERVED_ENV or var.startswith(RESERVED_ENV_PREFIXES)
+
+
+def resolve_config(
+    config_file: str | None = None,
+    flags: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> ResolvedConfig:
+    """Merges defaults < TOML file < environment < flags into a validated ``TrainConfig``.
+
+    ``flags`` maps setting names to values already typed (or strings to parse); ``None`` values
+    mean "flag not given". ``config_file`` defaults to ``$CSS_RS_CONFIG`` when set. Raises
+    ``InputError`` with a one-line message naming the file, variable or flag at fault.
+    """
+    env = os.environ if environ is None else environ
+    if config_file is None and env.get("CSS_RS_CONFIG"):
+        config_file = env["CSS_RS_CONFIG"]
+    values: dict[str, Any] = {}
+    origins = {name: "default" for name in TrainConfig.field_names()}
+    if config_file is not None:
+        for name, value in read_toml_settings(config_file).items():
+            values[name], origins[name] = value, f"file {config_file}"
+    for name, (var, value) in read_env_settings(env).items():
+        values[name], origins[name] = value, f"env {var}"
+    for name, value in (flags or {}).items():
+        if name not in origins:
+            raise InputError(unknown_key_message(name, set(origins)))
+        if value is None:
+            continue
+        values[name] = parse_text_value(name, value) if isinstance(value, str) else value
+        origins[name] = f"flag {flag_name(name)}"
+    try:
+        config = TrainConfig(**values)
+    except ValueError as e:
+        raise InputError(_with_origin(str(e), origins)) from None
+    return ResolvedConfig(config, origins, config_file)
+
+
+def _with_origin(message: str, origins: dict[str, str]) -> str:
+    # TrainConfig's messages start with the field's name: say where its value was set.
+    name = message.split(" ", 1)[0]
+    origin = origins.get(name, "default")
+    return message if origin == "default" else f"{message} (set by {origin})"
+
+
+# --- TOML rendering ----------------------------------------------------------------------
+
+
+def toml_value(value: Any) -> str:
+    """A setting's value in TOML syntax (strings quoted and escaped, booleans lowercase)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else json.dumps(str(value))
+    return str(value)
+
+
+def default_toml() -> str:
+    """The commented default configuration file of ``css-rs config init``."""
+    lines = [
+        "# css-rs configuration. Precedence: defaults < this file < CSS_RS_<NAME> environment",
+        "# variables < command-line flags (--<name>). Use it with: css-rs train --config FILE",
+        '# TOML has no null: write "none" to unset an optional setting.',
+    ]
+    defaults = TrainConfig()
+    for section, names in TrainConfig.sections().items():
+        lines += ["", f"[{section}]"]
+        for name in names:
+            lines += _commented_setting(name, getattr(defaults, name))
+    return "\n".join(lines) + "\n"
+
+
+def _commented_setting(name: str, value: Any) -> list[str]:
+    doc = TrainConfig.describe(name)
+    out = [f"# {doc[0].upper()}{doc[1:]}." if doc else f"# {name}."]
+    out.append(f"# Allowed: {allowed_values(name)}.")
+    if value is None:
+        out.append(f'# {name} = "none"  (unset by default)')
+    else:
+        out.append(f"{name} = {toml_value(value)}")
+    return out
+
+
+def render_effective(resolved: ResolvedConfig) -> str:
+    """The effective settings as TOML, each line commented with the origin of its value."""
+    lines: list[str] = []
+    for section, names in TrainConfig.sections().items():
+        lines += ["", f"[{section}]"] if lines else [f"[{section}]"]
+        for name in names:
+            value = getattr(resolved.config, name)
+            text = f"{name} = {toml_value(value)}" if value is not None else f'{name} = "none"'
+            lines.append(f"{text:<58} # {resolved.origins[name]}")
+    return "\n".join(lines) + "\n"
+
+
+def config_differences(saved: Mapping[str, Any], current: TrainConfig) -> list[str]:
+    """Settings that differ between a checkpoint's config and ``current``, as
+    ``name: saved -> current`` lines; settings of ``RESUME_NEUTRAL`` are ignored."""
+    out = []
+    now = current.to_dict()
+    for name in TrainConfig.field_names():
+        if name in RESUME_NEUTRAL:
+            continue
+        before = saved.get(name, "<missing>")
+        if before != now[name]:
+            out.append(f"{name}: {before!r} -> {now[name]!r}")
+    return out
