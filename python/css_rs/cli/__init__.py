@@ -89,3 +89,7 @@ def main() -> None:
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(EXIT_INTERRUPTED)
+
+
+# Commands register themselves on the app when imported (train, config init|show).
+from css_rs.cli import config_cmd, train  # noqa: E402, F401

@@ -1,0 +1,384 @@
+"""Checkpoints: a JSON manifest naming sidecar files in the run's cache folder.
+
+Layout (``checkpoint_path`` is the manifest; the cache folder is ``cache_dir`` or
+``<checkpoint without .json>.cache`` beside it)::
+
+    training_checkpoint.json          manifest: phase, config, counters, source position, files
+    training_checkpoint.cache/
+        docs-00000.jsonl ...          streamed documents, one JSON string a line, append-only
+        vocabulary.<gen>.json         raw word counts (``Vocabulary.to_json``)
+        corpus.<gen>.ids.u32          token ids of the converted corpus (training phase)
+        corpus.<gen>.offsets.i64      document offsets into the ids
+        state.<gen>.bin               ``TrainingState.to_bytes`` (training phase)
+
+Why it is built this way:
+
+- Every file except the shards carries the manifest's *generation* in its name and is written
+  before the manifest (atomically). A crash at any instant leaves the previous manifest naming
+  files that still exist unchanged; files of other generations are removed only after the new
+  manifest is durable.
+- Shards are only ever appended to. The manifest records each shard's size and the sha256 of
+  that prefix (kept incrementally while appending, so a checkpoint never re-reads the cache).
+  Bytes appended after the last checkpoint are cut off on resume: a run killed between
+  checkpoints loses nothing but the work since the last one.
+- The manifest carries a sha256 of its own body, so any damage is detected and reported with
+  the file's name instead of being trained on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Optional
+
+import orjson
+
+from css_rs.errors import InputError
+from css_rs.persistence import atomic_write_bytes, utc_timestamp
+
+MANIFEST_FORMAT = "css-rs-checkpoint"
+MANIFEST_VERSION = 1
+SHARD_MAX_BYTES = 64 * 1024 * 1024
+_HASH_BLOCK = 1024 * 1024
+
+# Files this module creates in the cache folder; nothing else there is ever deleted.
+_SHARD_RE = re.compile(r"^docs-(\d{5})\.jsonl$")
+_GENERATION_RE = re.compile(r"^(?:vocabulary|corpus|state)\.(\d+)\.[a-z0-9.]+$")
+_TEMP_RE = re.compile(r"^\..+\.tmp$")
+
+
+class CheckpointError(InputError):
+    """A checkpoint that cannot be used as it is (damaged, truncated, foreign): exit code 2."""
+
+
+def default_cache_dir(checkpoint_path: str | os.PathLike[str]) -> Path:
+    """``checkpoints/training_checkpoint.json`` -> ``checkpoints/training_checkpoint.cache``."""
+    p = Path(checkpoint_path)
+    return p.with_name(f"{p.stem}.cache")
+
+
+def sha256_file(path: Path, size: int | None = None) -> str:
+    """The sha256 of the first ``size`` bytes of ``path`` (all of it when None)."""
+    digest = hashlib.sha256()
+    remaining = size
+    with open(path, "rb") as fh:
+        while remaining is None or remaining > 0:
+            want = _HASH_BLOCK if remaining is None else min(_HASH_BLOCK, remaining)
+            block = fh.read(want)
+            if not block:
+                break
+            digest.update(block)
+            if remaining is not None:
+                remaining -= len(block)
+    return digest.hexdigest()
+
+
+@dataclass
+class FileRecord:
+    """A sidecar file as the manifest names it: its size and checksum."""
+
+    name: str
+    size: int
+    sha256: str
+    documents: int = 0  # shards only
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "size": self.size, "sha256": self.sha256}
+        if _SHARD_RE.match(self.name):
+            out["documents"] = self.documents
+        return out
+
+    @classmethod
+    def from_json(cls, obj: Any) -> FileRecord:
+        return cls(
+            str(obj["name"]), int(obj["size"]), str(obj["sha256"]), int(obj.get("documents", 0))
+        )
+
+
+# --- document shards ----------------------------------------------------------------------
+
+
+class ShardWriter:
+    """Appends documents to ``docs-NNNNN.jsonl`` shards, keeping each shard's running sha256.
+
+    One JSON string per line: a document may hold newlines, JSON escapes them.
+    """
+
+    def __init__(
+        self, folder: Path, records: Iterable[FileRecord] = (), max_bytes: int = SHARD_MAX_BYTES
+    ):
+        self.folder = folder
+        self.max_bytes = max_bytes
+        self._closed: list[FileRecord] = list(records)
+        self._active: Optional[FileRecord] = None
+        self._hash: Any = None
+        self._fh: Optional[IO[bytes]] = None
+        if self._closed and self._closed[-1].size < max_bytes:
+            # Continue the last shard: re-hash its verified prefix once, then keep appending.
+            self._open(self._closed.pop(), rehash=True)
+
+    @property
+    def documents(self) -> int:
+        active = self._active.documents if self._active else 0
+        return sum(r.documents for r in self._closed) + active
+
+    def append(self, documents: list[str]) -> None:
+        if not documents:
+            return
+        data = b"".join(orjson.dumps(d) + b"\n" for d in documents)
+        if self._active is None or self._active.size >= self.max_bytes:
+            self._rotate()
+        assert self._fh is not None and self._active is not None
+        self._fh.write(data)
+        self._hash.update(data)
+        self._active.size += len(data)
+        self._active.documents += len(documents)
+
+    def sync(self) -> list[FileRecord]:
+        """Makes every appended byte durable; returns the records a manifest should name."""
+        if self._fh is not None and self._active is not None:
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+            self._active.sha256 = self._hash.hexdigest()
+        return self.records()
+
+    def records(self) -> list[FileRecord]:
+        out = [FileRecord(r.name, r.size, r.sha256, r.documents) for r in self._closed]
+        if self._active is not None:
+            a = self._active
+            out.append(FileRecord(a.name, a.size, self._hash.hexdigest(), a.documents))
+        return out
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+    def _rotate(self) -> None:
+        if self._active is not None:
+            self.sync()
+            self._closed.append(self._active)
+            self.close()
+        index = len(self._closed)
+        self._open(
+            FileRecord(f"docs-{index:05d}.jsonl", 0, hashlib.sha256().hexdigest()), rehash=False
+        )
+
+    def _open(self, record: FileRecord, *, rehash: bool) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / record.name
+        self._hash = hashlib.sha256()
+        if rehash:
+            with open(path, "rb") as fh:
+                for block in iter(lambda: fh.read(_HASH_BLOCK), b""):
+                    self._hash.update(block)
+        self._fh = open(path, "ab" if rehash else "wb")  # noqa: SIM115 - closed by close()
+        self._active = record
+
+
+def iter_document_chunks(
+    folder: Path, records: Iterable[FileRecord], chunk_bytes: int
+) -> Iterator[list[str]]:
+    """The cached documents in order, in lists of about ``chunk_bytes`` of JSON text each."""
+    for record in records:
+        with open(folder / record.name, "rb") as fh:
+            remaining = record.size
+            while remaining > 0:
+                lines = fh.readlines(min(chunk_bytes, remaining))
+                if not lines:
+                    break
+                remaining -= sum(len(line) for line in lines)
+                yield [orjson.loads(line) for line in lines]
+
+
+# --- the manifest -------------------------------------------------------------------------
+
+
+@dataclass
+class Checkpoint:
+    """What a manifest says. ``files`` maps roles (vocabulary, ids, offsets, state) to records."""
+
+    phase: str  # "streaming" (streaming or converting) | "training"
+    config: dict[str, Any]
+    stream: dict[str, Any]
+    shards: list[FileRecord] = field(default_factory=list)
+    files: dict[str, FileRecord] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+    generation: int = 0
+    timestamp: str = ""
+    css_rs_version: str = ""
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "format": MANIFEST_FORMAT,
+            "version": MANIFEST_VERSION,
+            "generation": self.generation,
+            "timestamp": self.timestamp,
+            "css_rs_version": self.css_rs_version,
+            "phase": self.phase,
+            "config": self.config,
+            "stream": self.stream,
+            "shards": [r.to_json() for r in self.shards],
+            "files": {role: r.to_json() for role, r in self.files.items()},
+            "training": self.training,
+        }
+
+    @classmethod
+    def from_body(cls, body: dict[str, Any]) -> Checkpoint:
+        return cls(
+            phase=str(body["phase"]),
+            config=dict(body["config"]),
+            stream=dict(body["stream"]),
+            shards=[FileRecord.from_json(r) for r in body["shards"]],
+            files={role: FileRecord.from_json(r) for role, r in body["files"].items()},
+            training=dict(body.get("training") or {}),
+            generation=int(body["generation"]),
+            timestamp=str(body.get("timestamp", "")),
+            css_rs_version=str(body.get("css_rs_version", "")),
+        )
+
+
+def _body_checksum(body: dict[str, Any]) -> str:
+    return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+class CheckpointStore:
+    """Reads, writes and removes the checkpoint of one run."""
+
+    def __init__(
+        self, manifest_path: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None = None
+    ):
+        self.manifest_path = Path(manifest_path)
+        self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir(manifest_path)
+
+    def exists(self) -> bool:
+        return self.manifest_path.exists()
+
+    def path_of(self, name: str) -> Path:
+        return self.cache_dir / name
+
+    # -- writing --------------------------------------------------------------------------
+
+    def write_sidecar(self, role: str, generation: int, suffix: str, data: bytes) -> FileRecord:
+        """Writes one generation-named sidecar atomically and returns its record."""
+        name = f"{role}.{generation}.{suffix}"
+        atomic_write_bytes(self.path_of(name), data)
+        return FileRecord(name, len(data), hashlib.sha256(data).hexdigest())
+
+    def save(self, checkpoint: Checkpoint) -> None:
+        """Writes the manifest atomically (its sidecars must already be on disk), then removes
+        sidecars of other generations, which no manifest names any more."""
+        from css_rs import __version__
+
+        checkpoint.timestamp = utc_timestamp()
+        checkpoint.css_rs_version = __version__
+        body = checkpoint.body()
+        doc = {"sha256": _body_checksum(body), **body}
+        atomic_write_bytes(self.manifest_path, orjson.dumps(doc, option=orjson.OPT_INDENT_2))
+        self._remove_other_generations(checkpoint)
+
+    def _remove_other_generations(self, checkpoint: Checkpoint) -> None:
+        keep = {r.name for r in checkpoint.files.values()}
+        for path in self._own_files():
+            match = _GENERATION_RE.match(path.name)
+            if match and path.name not in keep and int(match.group(1)) <= checkpoint.generation:
+                with contextlib.suppress(OSError):
+                    path.unlink()
+
+    # -- reading --------------------------------------------------------------------------
+
+    def load(self) -> Checkpoint:
+        """Reads and verifies the manifest and every file it names (sizes and checksums).
+
+        Raises ``CheckpointError`` naming the damaged file; nothing is modified.
+        """
+        checkpoint = self._read_manifest()
+        for record in checkpoint.shards:
+            self._verify(record, allow_longer=True)
+        for record in checkpoint.files.values():
+            self._verify(record, allow_longer=False)
+        return checkpoint
+
+    def _read_manifest(self) -> Checkpoint:
+        path = self.manifest_path
+        try:
+            doc = orjson.loads(path.read_bytes())
+        except orjson.JSONDecodeError as e:
+            raise self._damaged(path, f"not valid JSON ({e})") from None
+        if not isinstance(doc, dict) or doc.get("format") != MANIFEST_FORMAT:
+            raise self._damaged(path, "not a css-rs checkpoint manifest")
+        if doc.get("version") != MANIFEST_VERSION:
+            raise CheckpointError(
+                f"{path}: checkpoint format version {doc.get('version')!r} is not supported "
+                f"(expected {MANIFEST_VERSION}); start over with --fresh"
+            )
+        stored = doc.pop("sha256", None)
+        if stored != _body_checksum(doc):
+            raise self._damaged(path, "checksum mismatch")
+        try:
+            return Checkpoint.from_body(doc)
+        except (KeyError, TypeError, ValueError) as e:
+            raise self._damaged(path, f"missing or malformed field {e}") from None
+
+    def _verify(self, record: FileRecord, *, allow_longer: bool) -> None:
+        path = self.path_of(record.name)
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            raise self._damaged(path, "file is missing") from None
+        if size < record.size or (size > record.size and not allow_longer):
+            raise self._damaged(path, f"size is {size} bytes, the manifest says {record.size}")
+        if sha256_file(path, record.size) != record.sha256:
+            raise self._damaged(path, "checksum mismatch")
+
+    def _damaged(self, path: Path, why: str) -> CheckpointError:
+        return CheckpointError(
+            f"checkpoint file {path} is damaged: {why}; it was left in place "
+            f"(start over with --fresh, which deletes the checkpoint)"
+        )
+
+    def read_sidecar(self, record: FileRecord) -> bytes:
+        data = self.path_of(record.name).read_bytes()
+        if hashlib.sha256(data).hexdigest() != record.sha256:
+            raise self._damaged(self.path_of(record.name), "checksum mismatch")
+        return data
+
+    def truncate_shards(self, checkpoint: Checkpoint) -> None:
+        """Cuts every shard back to the size the manifest recorded and removes shards started
+        after it: the documents streamed since the checkpoint are streamed again."""
+        named = {r.name: r for r in checkpoint.shards}
+        for path in self._own_files():
+            if not _SHARD_RE.match(path.name):
+                continue
+            record = named.get(path.name)
+            if record is None:
+                path.unlink()
+            elif path.stat().st_size != record.size:
+                os.truncate(path, record.size)
+
+    # -- removing -------------------------------------------------------------------------
+
+    def delete(self) -> None:
+        """Removes the manifest first (so no manifest ever names missing files), then the files
+        this module created in the cache folder, then the folder if it is empty."""
+        with contextlib.suppress(FileNotFoundError):
+            self.manifest_path.unlink()
+        self.clear_cache()
+
+    def clear_cache(self) -> None:
+        for path in self._own_files():
+            with contextlib.suppress(OSError):
+                path.unlink()
+        with contextlib.suppress(OSError):
+            self.cache_dir.rmdir()
+
+    def _own_files(self) -> list[Path]:
+        if not self.cache_dir.is_dir():
+            return []
+        patterns = (_SHARD_RE, _GENERATION_RE, _TEMP_RE)
+        return sorted(p for p in self.cache_dir.iterdir() if any(r.match(p.name) for r in patterns))

@@ -1,0 +1,932 @@
+"""The four phases of ``css-rs train``, with checkpoints and resume in every phase.
+
+1. **Stream & build vocabulary**: batches from the source are appended to the document cache
+   and counted (``Vocabulary.update``); a checkpoint every ``save_checkpoint_every`` batches.
+2. **Convert to corpus**: the vocabulary is built, cached documents are encoded chunk by chunk
+   into a token-id file and an offsets file, which are memory-mapped: memory does not grow
+   with the corpus.
+3. **Train** with the Rust engine in short steps; a checkpoint of the ``TrainingState`` every
+   ``checkpoint_every_seconds``.
+4. **Save**: backup of the previous model, the model (atomically), its metadata.
+
+Ctrl+C in any phase saves a checkpoint of the work so far (exit 130); the next run resumes.
+Resuming is exact: with ``threads = 1`` an interrupted-and-resumed run gives the same spectra
+as an uninterrupted one, because documents, counts, source position and training state are all
+restored exactly and everything derived from them is recomputed deterministically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Callable, Optional
+
+import numpy as np
+
+import css_rs
+from css_rs.checkpoint import (
+    Checkpoint,
+    CheckpointStore,
+    FileRecord,
+    ShardWriter,
+    iter_document_chunks,
+)
+from css_rs.config import ResolvedConfig, TrainConfig, config_differences
+from css_rs.errors import InputError
+from css_rs.persistence import atomic_write_json, backup_existing, metadata_path, utc_timestamp
+from css_rs.progress import Reporter, format_count, format_rate, format_seconds
+
+PHASE_STREAMING = "streaming"
+PHASE_TRAINING = "training"
+CONVERT_CHUNK_BYTES = 8 * 1024 * 1024
+TRAIN_STEP_SECONDS = 0.5
+SYNTHETIC_PROBES = ("cat", "guitar", "money", "rain", "bank", "bat")
+
+
+# --- hidden hooks for the test suite ------------------------------------------------------
+
+
+class TestHooks:
+    """Deterministic interruption points for the test suite (not a user feature).
+
+    ``CSS_RS_TEST_HOLD=EVENT:N`` makes the process print ``[test-hold] EVENT N`` on stderr at
+    the N-th occurrence of EVENT and then wait forever, so a test can send SIGINT or SIGKILL at
+    an exactly known moment instead of sleeping and hoping. Events: ``batch`` (a batch was
+    cached and counted), ``checkpoint`` (sidecars written, manifest not yet), ``convert`` (a
+    chunk was encoded), ``step`` (a training step ended), ``saved`` (model written, checkpoint
+    not yet deleted), and ``any`` (any of these). ``CSS_RS_TEST_STEP_SECONDS`` shortens training
+    steps so that small test corpora still take many steps.
+    """
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(
+        self, hold: Optional[tuple[str, int]] = None, step_seconds: float = TRAIN_STEP_SECONDS
+    ):
+        self.hold = hold
+        self.step_seconds = step_seconds
+        self.counts: dict[str, int] = {}
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> TestHooks:
+        hold = None
+        spec = environ.get("CSS_RS_TEST_HOLD", "")
+        if spec:
+            event, _, count = spec.partition(":")
+            hold = (event, int(count or "1"))
+        step = float(environ.get("CSS_RS_TEST_STEP_SECONDS") or TRAIN_STEP_SECONDS)
+        return cls(hold, step)
+
+    def reached(self, event: str) -> None:
+        if self.hold is None:
+            return
+        for key in (event, "any"):
+            self.counts[key] = self.counts.get(key, 0) + 1
+            if self.hold == (key, self.counts[key]):
+                print(f"[test-hold] {event} {self.counts[key]}", file=sys.stderr, flush=True)
+                while True:  # until the test's signal arrives
+                    time.sleep(3600)
+
+
+# --- interrupt safety ---------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def deferred_interrupts() -> Iterator[None]:
+    """Holds back Ctrl+C while a unit of work must finish as a whole (a batch being cached and
+    counted, a checkpoint being written); the KeyboardInterrupt is raised right after it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        raise KeyboardInterrupt
+
+
+# --- run state ----------------------------------------------------------------------------
+
+
+@dataclass
+class StreamStats:
+    """Phase 1 counters, carried across resumed runs in the checkpoint manifest."""
+
+    batches: int = 0
+    documents: int = 0
+    tokens: int = 0
+    skipped: int = 0
+    seconds: float = 0.0
+    position: Optional[dict[str, Any]] = None
+    complete: bool = False
+    total_documents: Optional[int] = None
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> StreamStats:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in obj.items() if k in names})
+
+
+@dataclass
+class TrainStats:
+    """Phases 2 and 3 figures, carried across resumed runs."""
+
+    convert_seconds: float = 0.0
+    seconds: float = 0.0
+    corpus_documents: int = 0
+    corpus_tokens: int = 0
+    epoch_stats: list[dict[str, Any]] = field(default_factory=list)
+    tokens_per_second: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> TrainStats:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in obj.items() if k in names})
+
+
+@dataclass
+class Corpus:
+    """The converted corpus: memory-mapped token ids and document offsets."""
+
+    ids: np.ndarray
+    offsets: np.ndarray
+    files: dict[str, FileRecord]
+
+    @property
+    def documents(self) -> int:
+        return len(self.offsets) - 1
+
+    @property
+    def tokens(self) -> int:
+        return len(self.ids)
+
+
+@dataclass(frozen=True)
+class ResumePlan:
+    """Which stages of a checkpoint can be reused by this run."""
+
+    stream: bool  # run phase 1 (from the checkpoint's position, if any)
+    corpus: bool  # reuse the converted corpus
+    state: bool  # reuse the training state
+
+    @classmethod
+    def fresh(cls) -> ResumePlan:
+        return cls(stream=True, corpus=False, state=False)
+
+    @classmethod
+    def for_checkpoint(cls, checkpoint: Checkpoint, config: TrainConfig) -> ResumePlan:
+        """Normally everything is reused. After ``--force`` with other settings: other dataset
+        settings stream on from the position, other vocabulary settings re-convert, other
+        model or training settings restart training (on the same documents)."""
+        changed = {line.split(":", 1)[0] for line in config_differences(checkpoint.config, config)}
+        sections = config.sections()
+
+        def touches(*names: str) -> bool:
+            return any(n in changed for s in names for n in sections[s])
+
+        training = checkpoint.phase == PHASE_TRAINING
+        stream = not checkpoint.stream.get("complete", False) or touches("dataset")
+        corpus = training and not stream and not touches("vocabulary")
+        state = corpus and "state" in checkpoint.files and not touches("model", "training")
+        return cls(stream=stream, corpus=corpus, state=state)
+
+
+@dataclass
+class RunResult:
+    model: Any
+    model_path: Path
+    metadata_path: Path
+    backup: Optional[Path]
+    stream: StreamStats
+    train: TrainStats
+    vocabulary_size: int
+    elapsed: float
+
+
+# --- sources ------------------------------------------------------------------------------
+
+
+def open_source(config: TrainConfig) -> Any:
+    """The data source of ``config`` (``css_rs.sources``)."""
+    try:
+        from css_rs.sources import make_source
+    except ImportError:  # TEMPORARY until css_rs.sources lands: synthetic only
+        return _fallback_synthetic_source(config)
+    return make_source(config)
+
+
+def _fallback_synthetic_source(config: TrainConfig) -> Any:
+    from css_rs import synthetic
+    from css_rs.sources.base import Chunk, Source
+
+    class _Synthetic(Source):
+        kind = "synthetic"
+
+        def _initial_cursor(self) -> dict[str, Any]:
+            return {"index": 0}
+
+        def _check_cursor(self, cursor: Mapping[str, Any]) -> dict[str, Any]:
+            return {"index": int(cursor["index"])}
+
+        def _read(self, cursor: dict[str, Any]) -> Iterator[Any]:
+            start, n = cursor["index"], config.synthetic_documents
+            for lo in range(start, n, 100):
+                docs = list(synthetic.iter_documents(min(lo + 100, n), config.seed, lo))
+                yield Chunk(docs, lambda i, lo=lo: {"index": lo + i})
+
+        @property
+        def total_documents(self) -> Optional[int]:
+            return config.synthetic_documents
+
+    return _Synthetic(
+        batch_size=config.batch_size,
+        max_batches=config.max_batches,
+        max_doc_length=config.max_doc_length,
+        text_field=config.text_field,
+    )
+
+
+# --- the run --------------------------------------------------------------------------------
+
+
+class TrainingRun:
+    """One ``css-rs train`` invocation: resumes or starts, runs the four phases, reports."""
+
+    def __init__(
+        self,
+        resolved: ResolvedConfig,
+        reporter: Reporter,
+        *,
+        fresh: bool = False,
+        force: bool = False,
+        resume_command: str = "css-rs train",
+        hooks: Optional[TestHooks] = None,
+    ) -> None:
+        self.config = resolved.config
+        self.resolved = resolved
+        self.out = reporter
+        self.fresh = fresh
+        self.force = force
+        self.resume_command = resume_command
+        self.hooks = hooks or TestHooks()
+        self.store = CheckpointStore(self.config.checkpoint_path, self.config.cache_dir)
+        self.generation = 0
+        self.stream = StreamStats()
+        self.train_stats = TrainStats()
+        self.vocab: Any = None
+        self.writer: Optional[ShardWriter] = None
+        self.corpus: Optional[Corpus] = None
+        self.trainer: Any = None
+        self.started = time.monotonic()
+        self.elapsed_before = 0.0  # wall time of earlier, interrupted runs
+        # What Ctrl+C must save in the current phase (None: the last checkpoint covers it all).
+        self._save_on_interrupt: Optional[Callable[[], None]] = None
+
+    # -- entry point ----------------------------------------------------------------------
+
+    def run(self) -> RunResult:
+        self._announce()
+        checkpoint = self._open_checkpoint()
+        plan = (
+            ResumePlan.fresh()
+            if checkpoint is None
+            else ResumePlan.for_checkpoint(checkpoint, self.config)
+        )
+        try:
+            state = self._restore(checkpoint, plan)
+            if plan.stream:
+                self._stream_phase()
+            if self.corpus is None or not plan.corpus:
+                self._convert_phase()
+            model = self._train_phase(state if plan.state else None)
+            self._save_on_interrupt = None
+            result = self._save_phase(model)
+        except KeyboardInterrupt:
+            self._interrupted()
+            raise
+        finally:
+            if self.writer is not None:
+                self.writer.close()
+        self.store.delete()
+        self._summary(result)
+        return result
+
+    # -- checkpoint handling ----------------------------------------------------------------
+
+    def _open_checkpoint(self) -> Optional[Checkpoint]:
+        store = self.store
+        if self.fresh or not self.config.resume_from_checkpoint:
+            if store.exists():
+                store.delete()
+                self.out.ok(f"Removed previous checkpoint {store.manifest_path} (starting fresh)")
+            store.clear_cache()
+            return None
+        if not store.exists():
+            store.clear_cache()  # leftovers of a run killed before its first checkpoint
+            return None
+        checkpoint = store.load()
+        differences = config_differences(checkpoint.config, self.config)
+        if differences and not self.force:
+            raise InputError(
+                f"checkpoint {store.manifest_path} was made with other settings ("
+                + "; ".join(differences)
+                + "): run with --force to resume with the new settings, or --fresh to start over"
+            )
+        store.truncate_shards(checkpoint)
+        self.generation = checkpoint.generation
+        self._announce_resume(checkpoint, differences)
+        return checkpoint
+
+    def _restore(self, checkpoint: Optional[Checkpoint], plan: ResumePlan) -> Any:
+        """Restores documents, counts, position and (per ``plan``) corpus and training state;
+        returns the TrainingState to resume from, or None."""
+        self.vocab = css_rs.Vocabulary()
+        if checkpoint is None:
+            self.writer = ShardWriter(self.store.cache_dir)
+            return None
+        self.stream = StreamStats.from_json(checkpoint.stream)
+        self.train_stats = TrainStats.from_json(checkpoint.training)
+        self.elapsed_before = float(checkpoint.training.get("elapsed_before", 0.0))
+        self.writer = ShardWriter(self.store.cache_dir, checkpoint.shards)
+        vocab_json = self.store.read_sidecar(checkpoint.files["vocabulary"]).decode("utf-8")
+        self.vocab = _vocabulary_from_json(
+            vocab_json, self.store.path_of(checkpoint.files["vocabulary"].name)
+        )
+        self.out.ok(f"Restored {format_count(self.stream.documents)} documents from checkpoint")
+        self.out.ok(f"Restored vocabulary: {format_count(_distinct_words(self.vocab))} words")
+        if plan.stream:
+            self.stream.complete = False
+        if plan.corpus:
+            self.corpus = self._map_corpus(checkpoint.files)
+        if plan.state:
+            data = self.store.read_sidecar(checkpoint.files["state"])
+            return _state_from_bytes(data, self.store.path_of(checkpoint.files["state"].name))
+        return None
+
+    def _elapsed(self) -> float:
+        return self.elapsed_before + (time.monotonic() - self.started)
+
+    def _write_manifest(
+        self, phase: str, files: dict[str, FileRecord], shards: list[FileRecord]
+    ) -> None:
+        training = {**self.train_stats.to_json(), "elapsed_before": self._elapsed()}
+        checkpoint = Checkpoint(
+            phase=phase,
+            config=self.config.to_dict(),
+            stream=self.stream.to_json(),
+            shards=shards,
+            files=files,
+            training=training,
+            generation=self.generation,
+        )
+        self.hooks.reached("checkpoint")
+        self.store.save(checkpoint)
+
+    def _checkpoint_streaming(self) -> None:
+        """Documents so far (synced), raw counts and the source position."""
+        assert self.writer is not None
+        with deferred_interrupts():
+            shards = self.writer.sync()
+            self.generation += 1
+            vocab = self.store.write_sidecar(
+                "vocabulary", self.generation, "json", self.vocab.to_json().encode("utf-8")
+            )
+            self._write_manifest(PHASE_STREAMING, {"vocabulary": vocab}, shards)
+        done = f"{format_count(self.stream.batches)} batches"
+        done += f", {format_count(self.stream.documents)} documents"
+        self.out.saving(f"Checkpoint saved: {self.store.manifest_path} ({done})")
+
+    def _checkpoint_training(self, *, quiet: bool = False) -> None:
+        """The converted corpus, the built vocabulary and (once training runs) its state."""
+        assert self.writer is not None and self.corpus is not None
+        with deferred_interrupts():
+            files = dict(self.corpus.files)
+            self.generation += 1
+            if self.trainer is not None:
+                state = self.trainer.state().to_bytes()
+                files["state"] = self.store.write_sidecar("state", self.generation, "bin", state)
+                self._record_epochs()
+            self._write_manifest(PHASE_TRAINING, files, self.writer.records())
+        if not quiet:
+            self.out.saving(f"Checkpoint saved: {self.store.manifest_path}")
+
+    def _interrupted(self) -> None:
+        self.out.line()
+        if self._save_on_interrupt is not None:
+            self.out.line("Interrupted: saving a checkpoint...")
+            self._save_on_interrupt()
+        else:
+            self.out.line("Interrupted.")
+        if self.store.exists():
+            self.out.line(f"Resume with: {self.resume_command}")
+
+    # -- phase 1 --------------------------------------------------------------------------
+
+    def _stream_phase(self) -> bool:
+        """Streams batches into the cache and the counts; returns whether any arrived."""
+        self.out.phase(1, "STREAMING DATA & BUILDING VOCABULARY")
+        source = open_source(self.config)
+        with (
+            contextlib.closing(source)
+            if hasattr(source, "close")
+            else contextlib.nullcontext(source)
+        ):
+            if self.stream.position is not None:
+                source.resume(self.stream.position)
+            self.stream.total_documents = source.total_documents
+            if self.stream.total_documents:
+                self.out.line(
+                    f"Dataset has {format_count(self.stream.total_documents)} rows"
+                    + (
+                        f" in {self.config.split} split"
+                        if self.config.source.startswith("hf")
+                        else ""
+                    )
+                )
+            self.out.line(f"Streaming from {_describe_source(self.config)}...")
+            self.out.line()
+            self._save_on_interrupt = self._checkpoint_streaming
+            arrived = self._stream_batches(source)
+            self.stream.position = source.position
+            self.stream.skipped = source.skipped
+        self.stream.complete = True
+        self._checkpoint_streaming()
+        self._save_on_interrupt = None
+        if self.stream.skipped:
+            self.out.line(f"Skipped {format_count(self.stream.skipped)} rows without text")
+        return arrived
+
+    def _stream_batches(self, source: Any) -> bool:
+        assert self.writer is not None
+        stats, every = self.stream, self.config.save_checkpoint_every
+        base_seconds, t0 = stats.seconds, time.monotonic()
+        arrived = False
+        with self.out.task("Streaming", total=self._expected_documents()) as bar:
+            batches = source.iter_batches()
+            with contextlib.closing(batches):  # stops the prefetch thread on ^C, too
+                for batch in batches:
+                    self._take_batch(batch, base_seconds, t0)
+                    arrived = True
+                    bar.update(stats.documents, self._stream_line())
+                    self.hooks.reached("batch")
+                    if stats.batches % every == 0:
+                        self._checkpoint_streaming()
+            stats.seconds = base_seconds + time.monotonic() - t0
+            bar.update(stats.documents, self._stream_line())
+        return arrived
+
+    def _take_batch(self, batch: Any, base_seconds: float, t0: float) -> None:
+        """Caches and counts one batch: all of it or, on Ctrl+C, none of it."""
+        assert self.writer is not None
+        stats = self.stream
+        with deferred_interrupts():
+            self.writer.append(batch.documents)
+            stats.tokens += self.vocab.update(batch.documents)
+            stats.documents += len(batch.documents)
+            stats.batches += 1
+            stats.position = dict(batch.position)
+            stats.skipped = int(batch.position.get("skipped", stats.skipped))
+            stats.seconds = base_seconds + time.monotonic() - t0
+
+    def _expected_documents(self) -> Optional[int]:
+        limit = self.config.max_batches
+        expected = None if limit is None else limit * self.config.batch_size
+        total = self.stream.total_documents
+        if total is not None:
+            expected = total if expected is None else min(expected, total)
+        return expected
+
+    def _stream_line(self) -> str:
+        s = self.stream
+        rate = s.seconds if s.seconds > 0 else float("inf")
+        parts = [
+            f"{format_count(s.documents)} docs",
+            f"{format_count(s.tokens)} tokens",
+            f"{format_rate(s.documents / rate)} docs/s",
+            f"{format_rate(s.tokens / rate)} tokens/s",
+        ]
+        if s.total_documents:
+            parts.append(f"dataset {100.0 * s.documents / s.total_documents:.2f}%")
+        return " · ".join(parts)
+
+    # -- phase 2 --------------------------------------------------------------------------
+
+    def _convert_phase(self) -> None:
+        self.out.phase(2, "CONVERTING TO CORPUS")
+        cfg = self.config
+        t0 = time.monotonic()
+        self.vocab.build(cfg.min_word_freq, cfg.max_vocab_size)
+        if len(self.vocab) == 0:
+            raise InputError(
+                f"the vocabulary is empty: no word occurs {cfg.min_word_freq} times in "
+                f"{format_count(self.stream.documents)} documents; lower --min-word-freq or "
+                "stream more documents"
+            )
+        self.out.ok(
+            f"Vocabulary built: {format_count(len(self.vocab))} words (min_word_freq "
+            f"{cfg.min_word_freq}, max_vocab_size {format_count(cfg.max_vocab_size)})"
+        )
+        self.corpus = self._encode_corpus()
+        self.train_stats.convert_seconds = time.monotonic() - t0
+        self.train_stats.corpus_documents = self.corpus.documents
+        self.train_stats.corpus_tokens = self.corpus.tokens
+        dropped = self.stream.documents - self.corpus.documents
+        self.out.ok(
+            f"Corpus: {format_count(self.corpus.documents)} documents, "
+            f"{format_count(self.corpus.tokens)} tokens in the vocabulary"
+            + (f" ({format_count(dropped)} empty documents dropped)" if dropped else "")
+        )
+        self._checkpoint_training(quiet=True)
+
+    def _encode_corpus(self) -> Corpus:
+        """Encodes the cached documents chunk by chunk into ids/offsets files (empty documents
+        dropped), hashing as it writes, and memory-maps the result."""
+        assert self.writer is not None
+        generation = self.generation + 1  # the generation of the checkpoint that will name them
+        ids_name, offsets_name = f"corpus.{generation}.ids.u32", f"corpus.{generation}.offsets.i64"
+        shards = self.writer.sync()
+        with (
+            _HashingWriter(self.store.path_of(ids_name)) as ids_out,
+            _HashingWriter(self.store.path_of(offsets_name)) as offsets_out,
+            self.out.task("Converting", total=self.stream.documents) as bar,
+        ):
+            offsets_out.write(np.zeros(1, dtype=np.int64).tobytes())
+            base, seen = 0, 0
+            for texts in iter_document_chunks(self.store.cache_dir, shards, CONVERT_CHUNK_BYTES):
+                ids, offsets = self.vocab.encode_batch(texts)
+                lengths = np.diff(offsets)
+                ends = base + np.cumsum(lengths[lengths > 0], dtype=np.int64)
+                ids_out.write(np.ascontiguousarray(ids, dtype=np.uint32).tobytes())
+                offsets_out.write(ends.tobytes())
+                base = int(ends[-1]) if len(ends) else base
+                seen += len(texts)
+                bar.update(seen, f"{format_count(seen)} docs · {format_count(base)} tokens")
+                self.hooks.reached("convert")
+        if base == 0:
+            raise InputError(
+                "the corpus is empty: no cached document contains a vocabulary word; "
+                "lower --min-word-freq or stream more documents"
+            )
+        files = {"ids": ids_out.record, "offsets": offsets_out.record}
+        vocab = self.store.write_sidecar(
+            "vocabulary", generation, "json", self.vocab.to_json().encode("utf-8")
+        )
+        files["vocabulary"] = vocab
+        return self._map_corpus(files)
+
+    def _map_corpus(self, files: dict[str, FileRecord]) -> Corpus:
+        ids = np.memmap(self.store.path_of(files["ids"].name), dtype=np.uint32, mode="r")
+        offsets = np.memmap(self.store.path_of(files["offsets"].name), dtype=np.int64, mode="r")
+        return Corpus(ids, offsets, files)
+
+    # -- phase 3 --------------------------------------------------------------------------
+
+    def _train_phase(self, state: Any) -> Any:
+        assert self.corpus is not None
+        cfg = self.config
+        self.out.phase(3, "TRAINING CSS MODEL")
+        self.out.settings(
+            "Initialized CSS model",
+            {
+                "Vocabulary size": format_count(len(self.vocab)),
+                "Corpus tokens": format_count(self.corpus.tokens),
+                "Frequency dimension": str(cfg.frequency_dim),
+                "Max frequencies per word": str(cfg.max_frequencies),
+                "Negative samples per positive": str(cfg.negative_count),
+                "Epochs": str(cfg.epochs),
+                "Threads": "all cores" if cfg.threads == 0 else str(cfg.threads),
+            },
+        )
+        if state is not None:
+            self.out.ok("Restored training state from checkpoint")
+        else:
+            self.train_stats.seconds = 0.0
+            self.train_stats.epoch_stats = []
+        self.out.line()
+        try:
+            self.trainer = css_rs.Trainer(
+                (self.corpus.ids, self.corpus.offsets), self.vocab, cfg, state=state
+            )
+        except ValueError as e:
+            if state is None:
+                raise
+            raise InputError(
+                f"the training state in checkpoint {self.store.manifest_path} does not match "
+                f"this corpus and configuration ({e}); start over with --fresh"
+            ) from None
+        # From here on Ctrl+C saves the trainer's state; before, the last checkpoint has it all.
+        self._save_on_interrupt = self._checkpoint_training
+        self._train_steps()
+        self._record_epochs()
+        # A checkpoint of the finished state: a crash while saving then costs no training.
+        self._checkpoint_training(quiet=True)
+        return self.trainer.model()
+
+    def _train_steps(self) -> None:
+        trainer, stats = self.trainer, self.train_stats
+        base_seconds, t0 = stats.seconds, time.monotonic()
+        last_checkpoint = t0
+        printed = len(stats.epoch_stats)
+        with self.out.task("Training", total=None) as bar:
+            progress = trainer.progress
+            while not trainer.done:
+                progress = trainer.step(seconds=self.hooks.step_seconds)
+                stats.seconds = base_seconds + time.monotonic() - t0
+                stats.tokens_per_second = float(progress.tokens_per_second)
+                bar.update(progress.tokens_done, _train_line(progress), total=progress.tokens_total)
+                printed = self._print_new_epochs(printed)
+                self.hooks.reached("step")
+                if (
+                    time.monotonic() - last_checkpoint >= self.config.checkpoint_every_seconds
+                    and not trainer.done
+                ):
+                    self._checkpoint_training()
+                    last_checkpoint = time.monotonic()
+            bar.update(progress.tokens_done, _train_line(progress), total=progress.tokens_total)
+        self._print_new_epochs(printed)
+
+    def _record_epochs(self) -> None:
+        """Merges the engine's per-epoch figures into ours (a resumed engine may only know the
+        epochs it finished itself)."""
+        if self.trainer is None:
+            return
+        by_epoch = {int(e["epoch"]): dict(e) for e in self.train_stats.epoch_stats}
+        for e in self.trainer.epoch_stats:
+            by_epoch[int(e["epoch"])] = dict(e)
+        self.train_stats.epoch_stats = [by_epoch[k] for k in sorted(by_epoch)]
+
+    def _print_new_epochs(self, printed: int) -> int:
+        self._record_epochs()
+        for e in self.train_stats.epoch_stats[printed:]:
+            self.out.line(
+                f"  Epoch {e['epoch']}/{self.config.epochs}: loss {float(e['loss']):.6f}, "
+                f"avg active {float(e['avg_active']):.2f} frequencies"
+                + (
+                    f", {format_rate(e['tokens'] / e['seconds'])} tokens/s"
+                    if e.get("seconds")
+                    else ""
+                )
+            )
+        return len(self.train_stats.epoch_stats)
+
+    # -- phase 4 --------------------------------------------------------------------------
+
+    def _save_phase(self, model: Any) -> RunResult:
+        cfg = self.config
+        self.out.phase(4, "SAVING MODEL")
+        model_path = Path(cfg.model_path)
+        backup = backup_existing(model_path, cfg.keep_backups)
+        if backup is not None:
+            self.out.ok(f"Backup created: {backup}")
+            self.out.line()
+        self.out.line(f"Saving model to {model_path}...")
+        save_model_atomically(model, model_path)
+        size_mb = model_path.stat().st_size / 1e6
+        self.out.ok(f"Model saved ({size_mb:.2f} MB)")
+        self.out.line(f"  Words: {format_count(len(model))}")
+        if self.train_stats.epoch_stats:
+            avg = float(self.train_stats.epoch_stats[-1]["avg_active"])
+            self.out.line(f"  Avg sparsity: {avg:.2f} frequencies/word")
+        self.hooks.reached("saved")
+        meta_path = metadata_path(model_path)
+        result = RunResult(
+            model,
+            model_path,
+            meta_path,
+            backup,
+            self.stream,
+            self.train_stats,
+            len(self.vocab),
+            self._elapsed(),
+        )
+        atomic_write_json(meta_path, self._metadata(result), indent=True)
+        self.out.line()
+        self.out.ok(f"Metadata saved: {meta_path}")
+        return result
+
+    def _metadata(self, result: RunResult) -> dict[str, Any]:
+        s, t = self.stream, self.train_stats
+        seconds = s.seconds if s.seconds > 0 else float("inf")
+        return {
+            "timestamp": utc_timestamp(),
+            "css_rs_version": css_rs.__version__,
+            "model_path": str(result.model_path),
+            "config": self.config.to_dict(),
+            "config_origins": self.resolved.origins,
+            "stats": {
+                "documents": s.documents,
+                "tokens": s.tokens,
+                "batches": s.batches,
+                "skipped": s.skipped,
+                "vocabulary_size": result.vocabulary_size,
+                "corpus_documents": t.corpus_documents,
+                "corpus_tokens": t.corpus_tokens,
+                "elapsed": result.elapsed,
+                "stream_seconds": s.seconds,
+                "convert_seconds": t.convert_seconds,
+                "train_seconds": t.seconds,
+                "docs_per_second": s.documents / seconds,
+                "tokens_per_second": s.tokens / seconds,
+                "training_tokens_per_second": t.tokens_per_second,
+                "epochs": t.epoch_stats,
+            },
+            "dataset_progress": {
+                "source": self.config.source,
+                "description": _describe_source(self.config),
+                "documents": s.documents,
+                "total_documents": s.total_documents,
+                "percent": (100.0 * s.documents / s.total_documents) if s.total_documents else None,
+                "position": s.position,
+            },
+        }
+
+    # -- announcements --------------------------------------------------------------------
+
+    def _announce(self) -> None:
+        cfg = self.config
+        self.out.banner("COMPRESSIVE SEMANTIC SPECTROSCOPY - LARGE SCALE TRAINING")
+        self.out.line()
+        self.out.settings(
+            "Configuration",
+            {
+                "Source": _describe_source(cfg),
+                "Max batches": "unlimited"
+                if cfg.max_batches is None
+                else format_count(cfg.max_batches),
+                "Batch size": str(cfg.batch_size),
+                "Frequency dim": str(cfg.frequency_dim),
+                "Max frequencies": str(cfg.max_frequencies),
+                "Vocabulary size": f"up to {format_count(cfg.max_vocab_size)}",
+                "Epochs": str(cfg.epochs),
+            },
+        )
+        if self.resolved.config_file:
+            self.out.line(f"  Config file: {self.resolved.config_file}")
+
+    def _announce_resume(self, checkpoint: Checkpoint, differences: list[str]) -> None:
+        out = self.out
+        out.banner("RESUMING FROM CHECKPOINT", out.resume_char)
+        stream = StreamStats.from_json(checkpoint.stream)
+        out.line(f"Checkpoint from: {checkpoint.timestamp}")
+        phase = checkpoint.phase
+        if phase == PHASE_STREAMING and stream.complete:
+            phase = "streaming complete"
+        out.line(f"Phase: {phase}")
+        out.line(f"Batches processed: {format_count(stream.batches)}")
+        out.line(f"Documents: {format_count(stream.documents)}")
+        out.line(f"Tokens: {format_count(stream.tokens)}")
+        for line in differences:
+            out.line(f"Setting changed (--force): {line}")
+        out.line(out.resume_char * 70)
+        out.line()
+
+    def _summary(self, result: RunResult) -> None:
+        out = self.out
+        out.banner("TRAINING COMPLETE!")
+        out.line()
+        out.line(f"Total documents: {format_count(result.stream.documents)}")
+        out.line(f"Total tokens: {format_count(result.stream.tokens)}")
+        out.line(f"Vocabulary size: {format_count(result.vocabulary_size)}")
+        out.line(
+            f"Training time: {format_seconds(result.elapsed)} "
+            f"(streaming {format_seconds(result.stream.seconds)}, "
+            f"training {format_seconds(result.train.seconds)})"
+        )
+        out.line()
+        out.line(f"Model saved to: {result.model_path}")
+        if self.config.source == "synthetic":
+            self._show_neighbours(result.model)
+        out.line()
+        out.line(out.heavy * 70)
+
+    def _show_neighbours(self, model: Any) -> None:
+        self.out.line()
+        self.out.line("Nearest neighbours of planted words (synthetic corpus):")
+        for word in SYNTHETIC_PROBES:
+            if word not in model:
+                continue
+            near = ", ".join(f"{w} {c:.2f}" for w, c in model.similar(word, k=5))
+            self.out.line(f"  {word:<8} {near}")
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+class _HashingWriter:
+    """A binary file written sequentially, fsynced on close, with its size and sha256."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._fh: IO[bytes] = open(path, "wb")  # noqa: SIM115 - closed in __exit__
+        self._hash = hashlib.sha256()
+        self._size = 0
+
+    def write(self, data: bytes) -> None:
+        self._fh.write(data)
+        self._hash.update(data)
+        self._size += len(data)
+
+    @property
+    def record(self) -> FileRecord:
+        return FileRecord(self.path.name, self._size, self._hash.hexdigest())
+
+    def __enter__(self) -> _HashingWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+        finally:
+            self._fh.close()
+
+
+def save_model_atomically(model: Any, path: Path) -> None:
+    """``model.save`` to a temporary file beside ``path``, fsync, rename: a full disk or a crash
+    leaves the previous model untouched."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        model.save(str(tmp))
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    with contextlib.suppress(OSError):
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def _train_line(progress: Any) -> str:
+    return (
+        f"epoch {progress.epoch}/{progress.epochs} · loss {float(progress.loss):.4f} · "
+        f"active {float(progress.avg_active):.2f} · lr {float(progress.learning_rate):.4f} · "
+        f"{format_rate(float(progress.tokens_per_second))} tokens/s"
+    )
+
+
+def _describe_source(cfg: TrainConfig) -> str:
+    if cfg.source == "synthetic":
+        return (
+            f"synthetic corpus ({format_count(cfg.synthetic_documents)} documents, seed {cfg.seed})"
+        )
+    if cfg.source in ("hf", "hf-parquet"):
+        return f"{cfg.dataset} ({cfg.dataset_config}, {cfg.split}) via {cfg.source}"
+    return f"{cfg.source} {cfg.path}"
+
+
+def _distinct_words(vocab: Any) -> int:
+    return int(vocab.distinct_words) if hasattr(vocab, "distinct_words") else len(vocab)
+
+
+def _vocabulary_from_json(text: str, path: Path) -> Any:
+    try:
+        return css_rs.Vocabulary.from_json(text)
+    except ValueError as e:
+        raise InputError(
+            f"checkpoint file {path} is damaged: {e}; start over with --fresh"
+        ) from None
+
+
+def _state_from_bytes(data: bytes, path: Path) -> Any:
+    try:
+        return css_rs.TrainingState.from_bytes(data)
+    except ValueError as e:
+        raise InputError(
+            f"checkpoint file {path} is damaged: {e}; start over with --fresh"
+        ) from None
+
+
+__all__ = [
+    "ResumePlan",
+    "RunResult",
+    "TestHooks",
+    "TrainingRun",
+    "deferred_interrupts",
+    "save_model_atomically",
+]
