@@ -226,42 +226,9 @@ class RunResult:
 
 def open_source(config: TrainConfig) -> Any:
     """The data source of ``config`` (``css_rs.sources``)."""
-    try:
-        from css_rs.sources import make_source
-    except ImportError:  # TEMPORARY until css_rs.sources lands: synthetic only
-        return _fallback_synthetic_source(config)
+    from css_rs.sources import make_source
+
     return make_source(config)
-
-
-def _fallback_synthetic_source(config: TrainConfig) -> Any:
-    from css_rs import synthetic
-    from css_rs.sources.base import Chunk, Source
-
-    class _Synthetic(Source):
-        kind = "synthetic"
-
-        def _initial_cursor(self) -> dict[str, Any]:
-            return {"index": 0}
-
-        def _check_cursor(self, cursor: Mapping[str, Any]) -> dict[str, Any]:
-            return {"index": int(cursor["index"])}
-
-        def _read(self, cursor: dict[str, Any]) -> Iterator[Any]:
-            start, n = cursor["index"], config.synthetic_documents
-            for lo in range(start, n, 100):
-                docs = list(synthetic.iter_documents(min(lo + 100, n), config.seed, lo))
-                yield Chunk(docs, lambda i, lo=lo: {"index": lo + i})
-
-        @property
-        def total_documents(self) -> Optional[int]:
-            return config.synthetic_documents
-
-    return _Synthetic(
-        batch_size=config.batch_size,
-        max_batches=config.max_batches,
-        max_doc_length=config.max_doc_length,
-        text_field=config.text_field,
-    )
 
 
 # --- the run --------------------------------------------------------------------------------
