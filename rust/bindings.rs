@@ -2,14 +2,19 @@
 //! crate's error enum to Python exceptions in one place (`to_py_err`).
 
 use crate::error::CssError;
+use crate::queries;
+use crate::spectra::Spectra;
 use crate::tokenizer;
+use crate::trainer::{Corpus, EpochStats, Progress, TrainParams, Trainer};
 use crate::vocabulary::Vocabulary;
-use numpy::PyArray1;
+use numpy::{PyArray1, PyArrayMethods, PyReadonlyArray1};
 use pyo3::exceptions::{
     PyIndexError, PyKeyboardInterrupt, PyRuntimeError, PyTypeError, PyValueError,
 };
 use pyo3::prelude::*;
+use pyo3::types::PyBytes;
 use pyo3::types::{PyDict, PyString};
+use std::time::Duration;
 
 /// The single place where Rust errors become Python exceptions.
 pub(crate) fn to_py_err(err: CssError) -> PyErr {
@@ -165,6 +170,14 @@ impl PyVocabulary {
         Ok(PyVocabulary { inner: v })
     }
 
+    /// A built vocabulary with exactly these ids (word i has id i), e.g. from a saved model.
+    #[staticmethod]
+    fn from_words(words: Vec<String>, counts: Vec<u64>) -> PyResult<Self> {
+        Ok(PyVocabulary {
+            inner: Vocabulary::from_words(words, counts).map_err(to_py_err)?,
+        })
+    }
+
     fn __len__(&self) -> usize {
         self.inner.len()
     }
@@ -295,11 +308,287 @@ fn check_build_args(min_count: i64, max_size: i64) -> PyResult<(u64, usize)> {
     Ok((min_count as u64, max_size as usize))
 }
 
+fn progress_dict<'py>(py: Python<'py>, p: &Progress) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("tokens_done", p.tokens_done)?;
+    d.set_item("tokens_total", p.tokens_total)?;
+    d.set_item("epoch", p.epoch)?;
+    d.set_item("epochs", p.epochs)?;
+    d.set_item("loss", p.loss)?;
+    d.set_item("avg_active", p.avg_active)?;
+    d.set_item("learning_rate", p.learning_rate)?;
+    d.set_item("elapsed", p.elapsed)?;
+    d.set_item("tokens_per_second", p.tokens_per_second)?;
+    d.set_item("done", p.done)?;
+    Ok(d)
+}
+
+fn epoch_dict<'py>(py: Python<'py>, e: &EpochStats) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("epoch", e.epoch)?;
+    d.set_item("loss", e.loss)?;
+    d.set_item("avg_active", e.avg_active)?;
+    d.set_item("empty_words", e.empty_words)?;
+    d.set_item("tokens", e.tokens)?;
+    d.set_item("positions", e.positions)?;
+    d.set_item("negative_updates", e.negative_updates)?;
+    d.set_item("seconds", e.seconds)?;
+    Ok(d)
+}
+
+/// The Rust trainer over a corpus held in numpy arrays (which may be memory-mapped).
+/// The arrays are borrowed read-only for each `step`, with the GIL released.
+#[pyclass(name = "Trainer", module = "css_rs._core")]
+struct PyTrainer {
+    inner: Trainer,
+    ids: Py<PyArray1<u32>>,
+    offsets: Py<PyArray1<i64>>,
+}
+
+#[pymethods]
+impl PyTrainer {
+    #[new]
+    #[pyo3(signature = (ids, offsets, vocab, settings_json, state=None))]
+    fn new(
+        py: Python<'_>,
+        ids: Bound<'_, PyArray1<u32>>,
+        offsets: Bound<'_, PyArray1<i64>>,
+        vocab: PyRef<'_, PyVocabulary>,
+        settings_json: &str,
+        state: Option<&[u8]>,
+    ) -> PyResult<Self> {
+        let params = TrainParams::from_json(settings_json).map_err(to_py_err)?;
+        if !vocab.inner.is_built() {
+            return Err(to_py_err(CssError::NotReady(
+                "vocabulary is not built yet: call build(min_count, max_size)".to_string(),
+            )));
+        }
+        let counts = vocab.inner.counts().to_vec();
+        let inner = {
+            let ids_ro = ids.readonly();
+            let off_ro = offsets.readonly();
+            let ids_s = ids_ro.as_slice()?;
+            let off_s = off_ro.as_slice()?;
+            py.detach(|| {
+                let corpus = Corpus::new(ids_s, off_s, counts.len())?;
+                match state {
+                    Some(bytes) => Trainer::resume(params, &counts, &corpus, bytes),
+                    None => Trainer::new(params, &counts, &corpus),
+                }
+            })
+            .map_err(to_py_err)?
+        };
+        Ok(PyTrainer {
+            inner,
+            ids: ids.unbind(),
+            offsets: offsets.unbind(),
+        })
+    }
+
+    /// Trains for about `seconds` with the GIL released; returns the progress as a dict.
+    #[pyo3(signature = (seconds=0.5))]
+    fn step<'py>(&mut self, py: Python<'py>, seconds: f64) -> PyResult<Bound<'py, PyDict>> {
+        if !(seconds.is_finite() && seconds >= 0.0) {
+            return Err(to_py_err(CssError::invalid(
+                "seconds",
+                seconds,
+                "must be >= 0",
+            )));
+        }
+        let ids = self.ids.bind(py).readonly();
+        let offsets = self.offsets.bind(py).readonly();
+        let ids_s = ids.as_slice()?;
+        let off_s = offsets.as_slice()?;
+        let inner = &mut self.inner;
+        let progress = py
+            .detach(|| {
+                let corpus = Corpus {
+                    ids: ids_s,
+                    offsets: off_s,
+                };
+                inner.step(&corpus, Duration::from_secs_f64(seconds))
+            })
+            .map_err(to_py_err)?;
+        progress_dict(py, &progress)
+    }
+
+    fn progress<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let p = self.inner.progress();
+        progress_dict(py, &p)
+    }
+
+    #[getter]
+    fn done(&self) -> bool {
+        self.inner.is_done()
+    }
+
+    fn epoch_stats<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyDict>>> {
+        self.inner
+            .epoch_stats()
+            .iter()
+            .map(|e| epoch_dict(py, e))
+            .collect()
+    }
+
+    fn state<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        let bytes = py.detach(|| self.inner.state_bytes());
+        PyBytes::new(py, &bytes)
+    }
+
+    fn snapshot(&self, py: Python<'_>) -> PySpectra {
+        PySpectra {
+            inner: py.detach(|| self.inner.snapshot()),
+        }
+    }
+}
+
+/// Trained spectra in query form (K slots per word, sorted by frequency, empty slots last).
+#[pyclass(name = "Spectra", module = "css_rs._core", frozen)]
+struct PySpectra {
+    inner: Spectra,
+}
+
+impl PySpectra {
+    fn check_word(&self, w: i64) -> PyResult<usize> {
+        usize::try_from(w)
+            .ok()
+            .filter(|&w| w < self.inner.vocab_size)
+            .ok_or_else(|| {
+                PyIndexError::new_err(format!(
+                    "word id {w} is out of range 0..{}",
+                    self.inner.vocab_size
+                ))
+            })
+    }
+
+    fn check_freq(&self, f: i64) -> PyResult<u16> {
+        u16::try_from(f)
+            .ok()
+            .filter(|&f| (f as usize) < self.inner.frequency_dim)
+            .ok_or_else(|| {
+                to_py_err(CssError::invalid(
+                    "frequency",
+                    f,
+                    &format!("must be in [0, {})", self.inner.frequency_dim),
+                ))
+            })
+    }
+}
+
+#[pymethods]
+impl PySpectra {
+    /// Builds from flat per-slot arrays of length V*K (validated).
+    #[staticmethod]
+    fn from_slots(
+        k: usize,
+        frequency_dim: usize,
+        freq: PyReadonlyArray1<'_, u16>,
+        amp: PyReadonlyArray1<'_, f32>,
+        phase: PyReadonlyArray1<'_, f32>,
+    ) -> PyResult<Self> {
+        let inner = Spectra::from_slots(
+            k,
+            frequency_dim,
+            freq.as_slice()?.to_vec(),
+            amp.as_slice()?.to_vec(),
+            phase.as_slice()?.to_vec(),
+        )
+        .map_err(to_py_err)?;
+        Ok(PySpectra { inner })
+    }
+
+    #[getter]
+    fn vocab_size(&self) -> usize {
+        self.inner.vocab_size
+    }
+
+    #[getter]
+    fn k(&self) -> usize {
+        self.inner.k
+    }
+
+    #[getter]
+    fn frequency_dim(&self) -> usize {
+        self.inner.frequency_dim
+    }
+
+    fn freq<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<u16>> {
+        PyArray1::from_slice(py, &self.inner.freq)
+    }
+
+    fn amp<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<f32>> {
+        PyArray1::from_slice(py, &self.inner.amp)
+    }
+
+    fn phase<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<f32>> {
+        PyArray1::from_slice(py, &self.inner.phase)
+    }
+
+    fn re<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<f32>> {
+        PyArray1::from_slice(py, &self.inner.re)
+    }
+
+    fn im<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<f32>> {
+        PyArray1::from_slice(py, &self.inner.im)
+    }
+
+    fn norms<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<f32>> {
+        PyArray1::from_slice(py, &self.inner.norm)
+    }
+
+    fn active_counts<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<u32>> {
+        let v: Vec<u32> = (0..self.inner.vocab_size)
+            .map(|w| self.inner.active(w) as u32)
+            .collect();
+        PyArray1::from_vec(py, v)
+    }
+
+    fn frequency_usage<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<u64>> {
+        PyArray1::from_vec(py, queries::frequency_usage(&self.inner))
+    }
+
+    fn similarity(&self, a: i64, b: i64) -> PyResult<f32> {
+        Ok(queries::similarity(
+            &self.inner,
+            self.check_word(a)?,
+            self.check_word(b)?,
+        ))
+    }
+
+    fn similar(&self, py: Python<'_>, word: i64, k: usize) -> PyResult<Vec<(u32, f32)>> {
+        let w = self.check_word(word)?;
+        Ok(py.detach(|| queries::similar(&self.inner, w, k)))
+    }
+
+    fn peaks(&self, word: i64, ratio: f32) -> PyResult<Vec<(u16, f32, f32)>> {
+        Ok(queries::peaks(&self.inner, self.check_word(word)?, ratio))
+    }
+
+    fn sense_neighbours(
+        &self,
+        py: Python<'_>,
+        word: i64,
+        freq: i64,
+        ratio: f32,
+        k: usize,
+    ) -> PyResult<Vec<(u32, f32)>> {
+        let (w, f) = (self.check_word(word)?, self.check_freq(freq)?);
+        Ok(py.detach(|| queries::sense_neighbours(&self.inner, w, f, ratio, k)))
+    }
+
+    fn modes(&self, py: Python<'_>, freq: i64, k: usize) -> PyResult<Vec<(u32, f32)>> {
+        let f = self.check_freq(freq)?;
+        Ok(py.detach(|| queries::modes(&self.inner, f, k)))
+    }
+}
+
 #[pymodule]
 #[pyo3(name = "_core")]
 fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<PyTokenizer>()?;
     m.add_class::<PyVocabulary>()?;
+    m.add_class::<PyTrainer>()?;
+    m.add_class::<PySpectra>()?;
     Ok(())
 }

@@ -5,11 +5,18 @@
 //! with the `python` feature that maturin enables.
 
 pub mod error;
+pub mod queries;
+pub mod rng;
+pub mod sampler;
+pub mod spectra;
 pub mod tokenizer;
+pub mod trainer;
 pub mod vocabulary;
 
 #[cfg(feature = "python")]
 mod bindings;
 
 pub use error::{CssError, Result};
+pub use spectra::Spectra;
+pub use trainer::{Corpus, Progress, TrainParams, Trainer};
 pub use vocabulary::Vocabulary;

@@ -8,5 +8,25 @@ streams data, configures, checkpoints and presents.
 from __future__ import annotations
 
 from css_rs._core import Tokenizer, Vocabulary, __version__
+from css_rs.config import TrainConfig
+from css_rs.errors import CssRsError, InputError
+from css_rs.model import CSSModel, PairsEvaluation, Polysemy, UnknownWordError, load
+from css_rs.training import Progress, Trainer, TrainingState, train
 
-__all__ = ["Tokenizer", "Vocabulary", "__version__"]
+__all__ = [
+    "CSSModel",
+    "CssRsError",
+    "InputError",
+    "PairsEvaluation",
+    "Polysemy",
+    "Progress",
+    "Tokenizer",
+    "TrainConfig",
+    "Trainer",
+    "TrainingState",
+    "UnknownWordError",
+    "Vocabulary",
+    "__version__",
+    "load",
+    "train",
+]

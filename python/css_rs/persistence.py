@@ -11,10 +11,14 @@ import contextlib
 import datetime as _dt
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
+
+from css_rs.errors import InputError
 
 BACKUP_INFIX = ".backup."
 
@@ -103,3 +107,157 @@ def metadata_path(model_path: str | os.PathLike[str]) -> Path:
     """``css_model.json`` -> ``css_model.metadata.json``."""
     p = Path(model_path)
     return p.with_name(f"{p.stem}.metadata{p.suffix}")
+
+
+# --- the model file ------------------------------------------------------------------------
+# The original tool's keys are kept for interoperability (version, timestamp, config, vocabSize,
+# vocab, wordFreq, spectra, stats); css-rs adds format and css_rs_version.
+
+MODEL_FORMAT = "css-rs-model"
+MODEL_FORMAT_VERSION = "1.0"
+
+
+@dataclass
+class ModelParts:
+    """A model file's contents as flat arrays (V*K slots, frequency EMPTY for unused slots)."""
+
+    words: list[str]
+    counts: list[int]
+    k: int
+    frequency_dim: int
+    freq: np.ndarray
+    amp: np.ndarray
+    phase: np.ndarray
+    config: dict[str, Any]
+    stats: dict[str, Any]
+    is_css_rs: bool
+
+
+EMPTY_FREQUENCY = 0xFFFF
+
+
+def encode_model(
+    parts: ModelParts, version: str, extra_stats: dict[str, Any] | None = None
+) -> bytes:
+    """The model JSON. Amplitudes and phases are written as float32 (shortest repr), so that a
+    save/load round trip is exact."""
+    v, k = len(parts.words), parts.k
+    freq = parts.freq.reshape(v, k)
+    amp = parts.amp.reshape(v, k).astype(np.float32, copy=False)
+    phase = parts.phase.reshape(v, k).astype(np.float32, copy=False)
+    active = (freq != EMPTY_FREQUENCY).sum(axis=1)
+    spectra = {
+        str(w): {
+            "frequencies": freq[w, : active[w]],
+            "amplitudes": amp[w, : active[w]],
+            "phases": phase[w, : active[w]],
+        }
+        for w in range(v)
+    }
+    doc = {
+        "format": MODEL_FORMAT,
+        "css_rs_version": version,
+        "version": MODEL_FORMAT_VERSION,
+        "timestamp": utc_timestamp(),
+        "config": parts.config,
+        "vocabSize": v,
+        "vocab": {word: i for i, word in enumerate(parts.words)},
+        "wordFreq": dict(zip(parts.words, parts.counts)),
+        "spectra": spectra,
+        "stats": {
+            "totalWords": v,
+            "avgSparsity": float(active.mean()) if v else 0.0,
+            "totalFrequencies": parts.frequency_dim,
+            **(extra_stats or {}),
+        },
+    }
+    return orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def _snake(name: str) -> str:
+    return "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")
+
+
+def decode_model(data: bytes, source: str) -> ModelParts:
+    """Parses a model file written by css-rs or by the original JavaScript tool (spectra without
+    phases; signed real amplitudes become amplitude |a| and phase 0 or pi).
+
+    Raises InputError naming ``source`` and the problem when the file is not a usable model.
+    """
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError as e:
+        raise InputError(f"{source}: not a model file (invalid JSON: {e})") from None
+    if not isinstance(doc, dict):
+        raise InputError(f"{source}: not a model file (top level is not an object)")
+    for key in ("vocab", "spectra"):
+        if not isinstance(doc.get(key), dict):
+            raise InputError(f"{source}: not a model file (missing or invalid '{key}')")
+    is_css_rs = doc.get("format") == MODEL_FORMAT
+    raw_config = _object(doc, "config")
+    # The original tool's camelCase keys (frequencyDim, minWordFreq, ...) are ours in snake_case.
+    config = {_snake(k): v for k, v in raw_config.items()}
+    words, counts = _vocab_of(doc, source)
+    ids_spectra = _spectra_entries(doc["spectra"], len(words), source)
+    k = max([len(e[0]) for e in ids_spectra] + [int(config.get("max_frequencies") or 1), 1])
+    max_freq = max((max(e[0]) for e in ids_spectra if len(e[0])), default=0)
+    d = max(int(config.get("frequency_dim") or 0), max_freq + 1)
+    v = len(words)
+    freq = np.full((v, k), EMPTY_FREQUENCY, dtype=np.uint16)
+    amp = np.zeros((v, k), dtype=np.float32)
+    phase = np.zeros((v, k), dtype=np.float32)
+    for w, (fr, am, ph) in enumerate(ids_spectra):
+        n = len(fr)
+        freq[w, :n] = fr
+        amp[w, :n] = np.abs(am)
+        # The original tool's real-valued model may carry signed amplitudes: sign -> phase.
+        phase[w, :n] = np.where(np.asarray(am) < 0, np.float32(np.pi), ph)
+    config["max_frequencies"], config["frequency_dim"] = k, d
+    stats = _object(doc, "stats")
+    return ModelParts(
+        words, counts, k, d, freq.ravel(), amp.ravel(), phase.ravel(), config, stats, is_css_rs
+    )
+
+
+def _vocab_of(doc: dict[str, Any], source: str) -> tuple[list[str], list[int]]:
+    vocab = doc["vocab"]
+    v = len(vocab)
+    words: list[str | None] = [None] * v
+    for word, i in vocab.items():
+        if not isinstance(i, int) or not 0 <= i < v or words[i] is not None:
+            raise InputError(f"{source}: vocab id {i!r} of {word!r} is not a unique id in 0..{v}")
+        words[i] = word
+    freq = _object(doc, "wordFreq")
+    present = [w for w in words if w is not None]
+    return present, [int(freq.get(w, 0) or 0) for w in present]
+
+
+def _object(doc: dict[str, Any], key: str) -> dict[str, Any]:
+    """``doc[key]`` when it is a JSON object, else an empty one (optional sections)."""
+    value = doc.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def _spectra_entries(
+    spectra: dict[str, Any], v: int, source: str
+) -> list[tuple[list[int], list[float], list[float]]]:
+    out: list[tuple[list[int], list[float], list[float]]] = [([], [], [])] * v
+    for key, entry in spectra.items():
+        try:
+            w = int(key)
+            fr = [int(f) for f in entry.get("frequencies", [])]
+            am = [float(a) for a in entry.get("amplitudes", [])]
+            ph = [float(p) for p in entry.get("phases", [0.0] * len(fr))]
+        except (TypeError, ValueError, AttributeError):
+            raise InputError(f"{source}: spectrum of word id {key!r} is malformed") from None
+        if not 0 <= w < v:
+            raise InputError(f"{source}: spectrum for word id {w} but the vocabulary has {v}")
+        if not len(fr) == len(am) == len(ph):
+            raise InputError(
+                f"{source}: spectrum of word id {w} has {len(fr)} frequencies, {len(am)} "
+                f"amplitudes and {len(ph)} phases"
+            )
+        if any(not 0 <= f < EMPTY_FREQUENCY for f in fr):
+            raise InputError(f"{source}: spectrum of word id {w} has a frequency out of range")
+        out[w] = (fr, am, ph)
+    return out

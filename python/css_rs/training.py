@@ -1,0 +1,187 @@
+"""Training from Python: a thin driver around the Rust trainer.
+
+The Rust side trains in slices of about ``interval`` seconds with the GIL released; between
+slices this module reports progress, writes checkpoints when asked, and lets Ctrl+C through
+(``KeyboardInterrupt`` surfaces within one slice, and the trainer stays consistent, so its
+``state()`` and ``model()`` can still be saved).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Union
+
+import numpy as np
+import numpy.typing as npt
+
+from css_rs import _core
+from css_rs._core import Vocabulary
+from css_rs.config import TrainConfig
+from css_rs.model import CSSModel
+
+Corpus = Union[
+    tuple[npt.NDArray[np.uint32], npt.NDArray[np.int64]],
+    Iterable[str],
+]
+
+# ALGORITHM.md: training must never collapse silently.
+EMPTY_WORDS_WARNING_SHARE = 0.10
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a training run stands (reported about every 0.5 s)."""
+
+    tokens_done: int
+    tokens_total: int
+    epoch: int
+    epochs: int
+    loss: float
+    avg_active: float
+    learning_rate: float
+    elapsed: float
+    tokens_per_second: float
+    done: bool
+
+    @property
+    def fraction(self) -> float:
+        return self.tokens_done / self.tokens_total if self.tokens_total else 1.0
+
+
+class TrainingState:
+    """Everything needed to continue a run exactly: spectra, epoch, corpus position, RNG states,
+    step counters. Opaque bytes; resuming with ``threads=1`` reproduces the uninterrupted run."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = bytes(data)
+
+    def to_bytes(self) -> bytes:
+        return self._data
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> TrainingState:
+        return cls(data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __repr__(self) -> str:
+        return f"TrainingState({len(self._data)} bytes)"
+
+
+def as_corpus(corpus: Corpus, vocab: Vocabulary) -> tuple[np.ndarray, np.ndarray]:
+    """``(ids, offsets)`` arrays (uint32, int64, contiguous; memory maps stay memory maps),
+    or a list of texts encoded with ``vocab``."""
+    if isinstance(corpus, tuple) and len(corpus) == 2 and not isinstance(corpus[0], str):
+        ids = np.ascontiguousarray(corpus[0], dtype=np.uint32)
+        offsets = np.ascontiguousarray(corpus[1], dtype=np.int64)
+        if ids.ndim != 1 or offsets.ndim != 1:
+            raise ValueError("corpus ids and offsets must be one-dimensional arrays")
+        return ids, offsets
+    if isinstance(corpus, str):
+        raise TypeError("corpus must be (ids, offsets) or an iterable of texts, not a single str")
+    return vocab.encode_batch(list(corpus))
+
+
+class Trainer:
+    """Trains a CSS model on a corpus; resumable from a ``TrainingState``."""
+
+    def __init__(
+        self,
+        corpus: Corpus,
+        vocab: Vocabulary,
+        config: Optional[TrainConfig] = None,
+        *,
+        state: Optional[TrainingState] = None,
+    ) -> None:
+        self.config = config or TrainConfig()
+        self.vocab = vocab
+        ids, offsets = as_corpus(corpus, vocab)
+        settings = json.dumps(self.config.engine_settings())
+        raw_state = state.to_bytes() if state is not None else None
+        self._core = _core.Trainer(ids, offsets, vocab, settings, raw_state)
+        self.corpus_tokens = int(ids.shape[0])
+        self.corpus_documents = int(offsets.shape[0]) - 1
+
+    def step(self, seconds: float = 0.5) -> Progress:
+        """Trains for about ``seconds`` (GIL released) and reports."""
+        return Progress(**self._core.step(seconds))
+
+    @property
+    def progress(self) -> Progress:
+        return Progress(**self._core.progress())
+
+    @property
+    def done(self) -> bool:
+        return bool(self._core.done)
+
+    @property
+    def epoch_stats(self) -> list[dict[str, Any]]:
+        """Per finished epoch: epoch, loss, avg_active, empty_words, tokens, positions,
+        negative_updates, seconds."""
+        return list(self._core.epoch_stats())
+
+    def state(self) -> TrainingState:
+        return TrainingState(self._core.state())
+
+    def model(self) -> CSSModel:
+        """The current spectra as a model (consistent at any time between steps)."""
+        stats = {"epochs": self.epoch_stats, "corpus_tokens": self.corpus_tokens}
+        return CSSModel(self._core.snapshot(), self.vocab, self.config, stats=stats)
+
+    def run(
+        self,
+        callback: Optional[Callable[[Progress], Any]] = None,
+        *,
+        interval: float = 0.5,
+        checkpoint_every_seconds: Optional[float] = None,
+        on_checkpoint: Optional[Callable[[TrainingState], Any]] = None,
+    ) -> CSSModel:
+        """Trains to the end, calling ``callback(progress)`` about every ``interval`` seconds
+        and ``on_checkpoint(state)`` every ``checkpoint_every_seconds``."""
+        last_checkpoint = time.monotonic()
+        while not self.done:
+            progress = self.step(interval)
+            if callback is not None:
+                callback(progress)
+            due = checkpoint_every_seconds is not None and (
+                time.monotonic() - last_checkpoint >= checkpoint_every_seconds
+            )
+            if on_checkpoint is not None and due and not self.done:
+                on_checkpoint(self.state())
+                last_checkpoint = time.monotonic()
+        self._warn_if_collapsed()
+        return self.model()
+
+    def _warn_if_collapsed(self) -> None:
+        stats = self.epoch_stats
+        if not stats or len(self.vocab) == 0:
+            return
+        share = stats[-1]["empty_words"] / len(self.vocab)
+        if share > EMPTY_WORDS_WARNING_SHARE:
+            warnings.warn(
+                f"{share:.0%} of the vocabulary lost every active frequency during training; "
+                "lower sparsity_penalty or the prune thresholds, or raise learning_rate",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+
+
+def train(
+    corpus: Corpus,
+    vocab: Vocabulary,
+    config: Optional[TrainConfig] = None,
+    *,
+    callback: Optional[Callable[[Progress], Any]] = None,
+    state: Optional[TrainingState] = None,
+) -> CSSModel:
+    """Trains a model on ``corpus`` ((ids, offsets) or texts) over ``vocab``.
+
+    ``callback(progress)`` is called from this thread about every 0.5 s. Ctrl+C raises
+    ``KeyboardInterrupt`` within a second; use ``Trainer`` directly to keep the partial run.
+    """
+    return Trainer(corpus, vocab, config, state=state).run(callback)

@@ -1,0 +1,414 @@
+//! Sparse complex spectra in fixed K slots per word (structure of arrays).
+//!
+//! Two forms: `SharedSpectra` is what training mutates from many threads at once (Hogwild):
+//! every slot is an atomic read and written with relaxed ordering, so concurrent updates may
+//! interleave (the Hogwild bargain) but there is no undefined behaviour. `Spectra` is the plain,
+//! immutable form that queries read, with each word's entries coalesced and sorted by frequency.
+
+use crate::error::{CssError, Result};
+use crate::rng::Rng;
+use std::sync::atomic::{AtomicU16, AtomicU32, Ordering::Relaxed};
+
+/// Frequency value of an empty slot.
+pub const EMPTY: u16 = u16::MAX;
+/// Largest supported K: word buffers live on the stack.
+pub const MAX_K: usize = 64;
+
+/// One word's entries, copied out of shared storage for an update.
+#[derive(Clone, Copy)]
+pub struct WordBuf {
+    pub len: usize,
+    pub freq: [u16; MAX_K],
+    pub re: [f32; MAX_K],
+    pub im: [f32; MAX_K],
+}
+
+impl Default for WordBuf {
+    fn default() -> Self {
+        WordBuf {
+            len: 0,
+            freq: [EMPTY; MAX_K],
+            re: [0.0; MAX_K],
+            im: [0.0; MAX_K],
+        }
+    }
+}
+
+impl WordBuf {
+    #[inline]
+    pub fn push(&mut self, f: u16, re: f32, im: f32) {
+        self.freq[self.len] = f;
+        self.re[self.len] = re;
+        self.im[self.len] = im;
+        self.len += 1;
+    }
+}
+
+/// How a spectrum is initialised.
+#[derive(Debug, Clone, Copy)]
+pub struct InitParams {
+    pub frequency_dim: usize,
+    pub k: usize,
+    pub min_init: usize,
+    pub amp_min: f32,
+    pub amp_max: f32,
+    pub use_phases: bool,
+}
+
+pub struct SharedSpectra {
+    k: usize,
+    freq: Vec<AtomicU16>,
+    re: Vec<AtomicU32>,
+    im: Vec<AtomicU32>,
+}
+
+impl SharedSpectra {
+    /// Random initial spectra: each word gets a random count in `[min_init, K]` of distinct
+    /// random frequencies, amplitudes uniform in `[amp_min, amp_max]`, phases uniform.
+    pub fn random(vocab_size: usize, p: &InitParams, seed: u64) -> Self {
+        let k = p.k;
+        let s = SharedSpectra::empty(vocab_size, k);
+        let mut rng = Rng::derive(seed, 0x1A17);
+        for w in 0..vocab_size {
+            let mut buf = WordBuf::default();
+            let n = if p.min_init >= k {
+                k
+            } else {
+                p.min_init + rng.below(k - p.min_init + 1)
+            };
+            while buf.len < n {
+                let f = rng.below(p.frequency_dim) as u16;
+                if buf.freq[..buf.len].contains(&f) {
+                    continue;
+                }
+                let amp = p.amp_min + (p.amp_max - p.amp_min) * rng.next_f32();
+                let phase = if p.use_phases {
+                    (rng.next_f32() * 2.0 - 1.0) * std::f32::consts::PI
+                } else {
+                    0.0
+                };
+                buf.push(f, amp * phase.cos(), amp * phase.sin());
+            }
+            s.store(w, &buf);
+        }
+        s
+    }
+
+    pub fn empty(vocab_size: usize, k: usize) -> Self {
+        let n = vocab_size * k;
+        SharedSpectra {
+            k,
+            freq: (0..n).map(|_| AtomicU16::new(EMPTY)).collect(),
+            re: (0..n).map(|_| AtomicU32::new(0)).collect(),
+            im: (0..n).map(|_| AtomicU32::new(0)).collect(),
+        }
+    }
+
+    /// Rebuilds shared storage from raw slot arrays (a checkpoint).
+    pub fn from_raw(k: usize, freq: Vec<u16>, re_bits: Vec<u32>, im_bits: Vec<u32>) -> Self {
+        SharedSpectra {
+            k,
+            freq: freq.into_iter().map(AtomicU16::new).collect(),
+            re: re_bits.into_iter().map(AtomicU32::new).collect(),
+            im: im_bits.into_iter().map(AtomicU32::new).collect(),
+        }
+    }
+
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        self.freq.len() / self.k.max(1)
+    }
+
+    /// Copies word `w`'s non-empty slots into `buf`.
+    #[inline]
+    pub fn load(&self, w: usize, buf: &mut WordBuf) {
+        buf.len = 0;
+        let base = w * self.k;
+        for i in base..base + self.k {
+            let f = self.freq[i].load(Relaxed);
+            if f != EMPTY {
+                let re = f32::from_bits(self.re[i].load(Relaxed));
+                let im = f32::from_bits(self.im[i].load(Relaxed));
+                buf.push(f, re, im);
+            }
+        }
+    }
+
+    /// Writes `buf` into word `w`'s slots; the remaining slots become empty.
+    #[inline]
+    pub fn store(&self, w: usize, buf: &WordBuf) {
+        let base = w * self.k;
+        for j in 0..self.k {
+            let i = base + j;
+            if j < buf.len {
+                self.freq[i].store(buf.freq[j], Relaxed);
+                self.re[i].store(buf.re[j].to_bits(), Relaxed);
+                self.im[i].store(buf.im[j].to_bits(), Relaxed);
+            } else {
+                self.freq[i].store(EMPTY, Relaxed);
+            }
+        }
+    }
+
+    /// Writes up to K `(frequency, re, im)` entries into word `w`; remaining slots become empty.
+    #[inline]
+    pub fn store_entries<I: Iterator<Item = (u16, f32, f32)>>(&self, w: usize, entries: I) {
+        let base = w * self.k;
+        let mut j = 0;
+        for (f, re, im) in entries.take(self.k) {
+            self.freq[base + j].store(f, Relaxed);
+            self.re[base + j].store(re.to_bits(), Relaxed);
+            self.im[base + j].store(im.to_bits(), Relaxed);
+            j += 1;
+        }
+        for i in base + j..base + self.k {
+            self.freq[i].store(EMPTY, Relaxed);
+        }
+    }
+
+    /// Active (non-empty) slots over the whole vocabulary.
+    pub fn active_slots(&self) -> u64 {
+        self.freq
+            .iter()
+            .filter(|f| f.load(Relaxed) != EMPTY)
+            .count() as u64
+    }
+
+    /// Words that have lost every entry.
+    pub fn empty_words(&self) -> usize {
+        self.freq
+            .chunks(self.k.max(1))
+            .filter(|c| c.iter().all(|f| f.load(Relaxed) == EMPTY))
+            .count()
+    }
+
+    /// Raw slot arrays (checkpointing): frequencies and the bit patterns of re and im.
+    pub fn to_raw(&self) -> (Vec<u16>, Vec<u32>, Vec<u32>) {
+        (
+            self.freq.iter().map(|a| a.load(Relaxed)).collect(),
+            self.re.iter().map(|a| a.load(Relaxed)).collect(),
+            self.im.iter().map(|a| a.load(Relaxed)).collect(),
+        )
+    }
+
+    /// The immutable query form: entries coalesced (a torn concurrent write can duplicate a
+    /// frequency; duplicates add up, which is what the sparse vector means) and sorted by
+    /// frequency, as amplitude and phase.
+    pub fn snapshot(&self, frequency_dim: usize) -> Spectra {
+        let v = self.vocab_size();
+        let k = self.k;
+        let mut out = Spectra::empty(v, k, frequency_dim);
+        let mut buf = WordBuf::default();
+        for w in 0..v {
+            self.load(w, &mut buf);
+            let mut entries: Vec<(u16, f32, f32)> = Vec::with_capacity(buf.len);
+            for j in 0..buf.len {
+                match entries.iter_mut().find(|e| e.0 == buf.freq[j]) {
+                    Some(e) => {
+                        e.1 += buf.re[j];
+                        e.2 += buf.im[j];
+                    }
+                    None => entries.push((buf.freq[j], buf.re[j], buf.im[j])),
+                }
+            }
+            entries.sort_unstable_by_key(|e| e.0);
+            let mut slot = w * k;
+            for (f, re, im) in entries {
+                let amp = re.hypot(im);
+                if amp > 0.0 && amp.is_finite() {
+                    out.freq[slot] = f;
+                    out.amp[slot] = amp;
+                    out.phase[slot] = im.atan2(re);
+                    slot += 1;
+                }
+            }
+        }
+        out.refresh_complex();
+        out
+    }
+}
+
+/// Immutable spectra for queries: per word K slots sorted by frequency, empty slots last.
+/// Amplitude and phase are the canonical values (what the model file stores, exactly); the
+/// complex form is derived from them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Spectra {
+    pub vocab_size: usize,
+    pub k: usize,
+    pub frequency_dim: usize,
+    pub freq: Vec<u16>,
+    pub amp: Vec<f32>,
+    pub phase: Vec<f32>,
+    pub re: Vec<f32>,
+    pub im: Vec<f32>,
+    /// Euclidean norm of each word's spectrum.
+    pub norm: Vec<f32>,
+}
+
+impl Spectra {
+    pub fn empty(vocab_size: usize, k: usize, frequency_dim: usize) -> Self {
+        let n = vocab_size * k;
+        Spectra {
+            vocab_size,
+            k,
+            frequency_dim,
+            freq: vec![EMPTY; n],
+            amp: vec![0.0; n],
+            phase: vec![0.0; n],
+            re: vec![0.0; n],
+            im: vec![0.0; n],
+            norm: vec![0.0; vocab_size],
+        }
+    }
+
+    /// Builds from per-slot arrays (a loaded model), validating every value and canonicalising
+    /// each word (sorted by frequency, empty slots last).
+    pub fn from_slots(
+        k: usize,
+        frequency_dim: usize,
+        freq: Vec<u16>,
+        amp: Vec<f32>,
+        phase: Vec<f32>,
+    ) -> Result<Self> {
+        if k == 0 || freq.len() % k != 0 || amp.len() != freq.len() || phase.len() != freq.len() {
+            return Err(CssError::InvalidData(format!(
+                "spectra arrays do not fit K = {k}: {} frequencies, {} amplitudes, {} phases",
+                freq.len(),
+                amp.len(),
+                phase.len()
+            )));
+        }
+        let v = freq.len() / k;
+        let mut s = Spectra::empty(v, k, frequency_dim);
+        for w in 0..v {
+            let mut entries: Vec<(u16, f32, f32)> = Vec::with_capacity(k);
+            for j in w * k..(w + 1) * k {
+                if freq[j] == EMPTY {
+                    continue;
+                }
+                if freq[j] as usize >= frequency_dim {
+                    return Err(CssError::InvalidData(format!(
+                        "word {w}: frequency {} is outside 0..{frequency_dim}",
+                        freq[j]
+                    )));
+                }
+                if !amp[j].is_finite() || amp[j] < 0.0 || !phase[j].is_finite() {
+                    return Err(CssError::InvalidData(format!(
+                        "word {w}: amplitude {} / phase {} is not a finite value (amplitude >= 0)",
+                        amp[j], phase[j]
+                    )));
+                }
+                if entries.iter().any(|e| e.0 == freq[j]) {
+                    return Err(CssError::InvalidData(format!(
+                        "word {w}: frequency {} appears twice",
+                        freq[j]
+                    )));
+                }
+                entries.push((freq[j], amp[j], phase[j]));
+            }
+            entries.sort_unstable_by_key(|e| e.0);
+            for (i, (f, a, p)) in entries.into_iter().enumerate() {
+                let slot = w * k + i;
+                s.freq[slot] = f;
+                s.amp[slot] = a;
+                s.phase[slot] = p;
+            }
+        }
+        s.refresh_complex();
+        Ok(s)
+    }
+
+    fn refresh_complex(&mut self) {
+        for i in 0..self.freq.len() {
+            let (sin, cos) = self.phase[i].sin_cos();
+            self.re[i] = self.amp[i] * cos;
+            self.im[i] = self.amp[i] * sin;
+        }
+        for w in 0..self.vocab_size {
+            let r = w * self.k..(w + 1) * self.k;
+            let sq: f64 = self.amp[r].iter().map(|&a| (a as f64) * (a as f64)).sum();
+            self.norm[w] = sq.sqrt() as f32;
+        }
+    }
+
+    #[inline]
+    pub fn slots(&self, w: usize) -> std::ops::Range<usize> {
+        w * self.k..(w + 1) * self.k
+    }
+
+    /// Number of active entries of word `w`.
+    pub fn active(&self, w: usize) -> usize {
+        self.freq[self.slots(w)]
+            .iter()
+            .take_while(|&&f| f != EMPTY)
+            .count()
+    }
+
+    pub fn total_active(&self) -> usize {
+        (0..self.vocab_size).map(|w| self.active(w)).sum()
+    }
+
+    /// Back to shared (trainable) storage, e.g. to continue training a loaded model.
+    pub fn to_shared(&self) -> SharedSpectra {
+        SharedSpectra::from_raw(
+            self.k,
+            self.freq.clone(),
+            self.re.iter().map(|x| x.to_bits()).collect(),
+            self.im.iter().map(|x| x.to_bits()).collect(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params() -> InitParams {
+        InitParams {
+            frequency_dim: 50,
+            k: 6,
+            min_init: 6,
+            amp_min: 0.001,
+            amp_max: 0.01,
+            use_phases: true,
+        }
+    }
+
+    #[test]
+    fn random_init_has_k_distinct_frequencies_in_range() {
+        let s = SharedSpectra::random(100, &params(), 3);
+        let snap = s.snapshot(50);
+        for w in 0..100 {
+            assert_eq!(snap.active(w), 6);
+            let fr = &snap.freq[snap.slots(w)];
+            assert!(fr.windows(2).all(|p| p[0] < p[1]));
+            for j in snap.slots(w) {
+                assert!((0.001..=0.01).contains(&snap.amp[j]));
+            }
+        }
+    }
+
+    #[test]
+    fn raw_round_trip_is_exact() {
+        let s = SharedSpectra::random(20, &params(), 9);
+        let (f, r, i) = s.to_raw();
+        let back = SharedSpectra::from_raw(6, f.clone(), r.clone(), i.clone());
+        assert_eq!(back.to_raw(), (f, r, i));
+    }
+
+    #[test]
+    fn from_slots_validates() {
+        let bad = Spectra::from_slots(2, 10, vec![3, 11], vec![1.0, 1.0], vec![0.0, 0.0]);
+        assert!(matches!(bad, Err(CssError::InvalidData(_))));
+        let dup = Spectra::from_slots(2, 10, vec![3, 3], vec![1.0, 1.0], vec![0.0, 0.0]);
+        assert!(dup.is_err());
+        let nan = Spectra::from_slots(2, 10, vec![3, 4], vec![f32::NAN, 1.0], vec![0.0, 0.0]);
+        assert!(nan.is_err());
+        let ok = Spectra::from_slots(2, 10, vec![7, 3], vec![1.0, 2.0], vec![0.0, 0.5]).unwrap();
+        assert_eq!(ok.freq, vec![3, 7]);
+        assert_eq!(ok.amp, vec![2.0, 1.0]);
+    }
+}

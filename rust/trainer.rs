@@ -1,0 +1,1485 @@
+//! The CSS trainer: contrastive learning with negative sampling and projected
+//! (hard-thresholded) stochastic gradient steps on K-sparse complex spectra (ALGORITHM.md).
+//!
+//! Parallelism is Hogwild: each worker walks its own contiguous slice of the documents and
+//! updates the shared spectra without locks (relaxed atomics, see `spectra`). Training advances
+//! in `step` calls bounded by a deadline, stopping only at document boundaries, and everything
+//! that determines the future (spectra, counters, each worker's cursor and RNG) is in
+//! `TrainingState`, so a run paused and resumed with one thread is bit-for-bit the same run.
+
+use crate::error::{CssError, Result};
+use crate::rng::Rng;
+use crate::sampler::AliasSampler;
+use crate::spectra::{InitParams, SharedSpectra, Spectra, WordBuf, MAX_K};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+/// Amplitudes are clamped here so that even absurd learning rates can never overflow f32 into
+/// infinities and NaNs (scores stay below K * 1e12).
+const AMP_LIMIT: f32 = 1.0e6;
+/// Scores enter exp() clamped: beyond this the sigmoid is 0 or 1 in f32 anyway.
+const SCORE_CLAMP: f32 = 30.0;
+/// The reported loss is the mean over every 8th position: computing logs for every position
+/// cost ~5% of training time and the estimate is just as informative.
+const LOSS_SAMPLE_EVERY: u64 = 8;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Loss {
+    Logistic,
+    Hinge,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Normalize {
+    None,
+    L2,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LrSchedule {
+    Linear,
+    Step,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NegativeDistribution {
+    Unigram,
+    Uniform,
+}
+
+/// Every setting the engine reads; names and defaults are ALGORITHM.md's (and TrainConfig's).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainParams {
+    pub frequency_dim: usize,
+    pub max_frequencies: usize,
+    pub min_init_frequencies: Option<usize>,
+    pub init_amp_min: f32,
+    pub init_amp_max: f32,
+    pub use_phases: bool,
+    pub window_size: usize,
+    pub negative_count: usize,
+    pub negative_distribution: NegativeDistribution,
+    pub loss: Loss,
+    pub margin: f32,
+    pub learning_rate: f32,
+    pub min_lr: f32,
+    pub lr_schedule: LrSchedule,
+    pub negative_lr_scale: f32,
+    pub update_context: bool,
+    pub sparsity_penalty: f32,
+    pub normalize: Normalize,
+    pub max_norm: Option<f32>,
+    pub sample: f64,
+    pub exploration_fraction: f64,
+    pub explore_prune_threshold: f32,
+    pub refine_prune_threshold: f32,
+    pub refine_prune_every: u32,
+    pub epochs: usize,
+    pub training_batch_size: usize,
+    pub threads: usize,
+    pub seed: u64,
+}
+
+impl Default for TrainParams {
+    fn default() -> Self {
+        TrainParams {
+            frequency_dim: 200,
+            max_frequencies: 8,
+            min_init_frequencies: None,
+            init_amp_min: 0.001,
+            init_amp_max: 0.01,
+            use_phases: true,
+            window_size: 3,
+            negative_count: 5,
+            negative_distribution: NegativeDistribution::Unigram,
+            loss: Loss::Logistic,
+            margin: 0.5,
+            learning_rate: 0.3,
+            min_lr: 1e-4,
+            lr_schedule: LrSchedule::Linear,
+            negative_lr_scale: 0.1,
+            update_context: true,
+            sparsity_penalty: 0.0,
+            normalize: Normalize::None,
+            max_norm: None,
+            sample: 1e-3,
+            exploration_fraction: 0.2,
+            explore_prune_threshold: 0.001,
+            refine_prune_threshold: 1e-4,
+            refine_prune_every: 1000,
+            epochs: 5,
+            training_batch_size: 100,
+            threads: 0,
+            seed: 1,
+        }
+    }
+}
+
+fn finite_at_least(field: &str, v: f64, lo: f64, open: bool) -> Result<()> {
+    let ok = v.is_finite() && if open { v > lo } else { v >= lo };
+    if ok {
+        Ok(())
+    } else {
+        let rel = if open { ">" } else { ">=" };
+        Err(CssError::invalid(
+            field,
+            v,
+            &format!("must be a finite number {rel} {lo}"),
+        ))
+    }
+}
+
+impl TrainParams {
+    pub fn from_json(text: &str) -> Result<Self> {
+        let p: TrainParams = serde_json::from_str(text)
+            .map_err(|e| CssError::InvalidData(format!("invalid training settings: {e}")))?;
+        p.validate()?;
+        Ok(p)
+    }
+
+    /// The same rules as Python's TrainConfig, so the engine is safe when driven from Rust.
+    pub fn validate(&self) -> Result<()> {
+        let d = self.frequency_dim;
+        if d == 0 || d >= u16::MAX as usize {
+            return Err(CssError::invalid(
+                "frequency_dim",
+                d,
+                "must be in [1, 65534]",
+            ));
+        }
+        let k = self.max_frequencies;
+        if k == 0 || k > MAX_K || k > d {
+            return Err(CssError::invalid(
+                "max_frequencies",
+                k,
+                &format!("must be in [1, {}] and <= frequency_dim ({d})", MAX_K),
+            ));
+        }
+        if let Some(m) = self.min_init_frequencies {
+            if m == 0 || m > k {
+                return Err(CssError::invalid(
+                    "min_init_frequencies",
+                    m,
+                    &format!("must be in [1, max_frequencies ({k})]"),
+                ));
+            }
+        }
+        finite_at_least("init_amp_min", self.init_amp_min as f64, 0.0, true)?;
+        finite_at_least(
+            "init_amp_max",
+            self.init_amp_max as f64,
+            self.init_amp_min as f64,
+            false,
+        )?;
+        if self.window_size == 0 {
+            return Err(CssError::invalid("window_size", 0, "must be >= 1"));
+        }
+        finite_at_least("learning_rate", self.learning_rate as f64, 0.0, true)?;
+        finite_at_least("min_lr", self.min_lr as f64, 0.0, false)?;
+        finite_at_least("margin", self.margin as f64, 0.0, false)?;
+        finite_at_least(
+            "negative_lr_scale",
+            self.negative_lr_scale as f64,
+            0.0,
+            false,
+        )?;
+        finite_at_least("sparsity_penalty", self.sparsity_penalty as f64, 0.0, false)?;
+        finite_at_least("sample", self.sample, 0.0, false)?;
+        finite_at_least(
+            "explore_prune_threshold",
+            self.explore_prune_threshold as f64,
+            0.0,
+            false,
+        )?;
+        finite_at_least(
+            "refine_prune_threshold",
+            self.refine_prune_threshold as f64,
+            0.0,
+            false,
+        )?;
+        if let Some(m) = self.max_norm {
+            finite_at_least("max_norm", m as f64, 0.0, true)?;
+        }
+        if !(0.0..=1.0).contains(&self.exploration_fraction) {
+            return Err(CssError::invalid(
+                "exploration_fraction",
+                self.exploration_fraction,
+                "must be in [0, 1]",
+            ));
+        }
+        if self.refine_prune_every == 0 {
+            return Err(CssError::invalid("refine_prune_every", 0, "must be >= 1"));
+        }
+        if self.epochs == 0 {
+            return Err(CssError::invalid("epochs", 0, "must be >= 1"));
+        }
+        if self.training_batch_size == 0 {
+            return Err(CssError::invalid("training_batch_size", 0, "must be >= 1"));
+        }
+        if self.loss == Loss::Hinge && self.normalize == Normalize::None && self.max_norm.is_none()
+        {
+            return Err(CssError::invalid(
+                "loss",
+                "hinge",
+                "hinge scores are unbounded: it needs normalize = 'l2' or max_norm",
+            ));
+        }
+        Ok(())
+    }
+
+    fn init_params(&self) -> InitParams {
+        InitParams {
+            frequency_dim: self.frequency_dim,
+            k: self.max_frequencies,
+            min_init: self.min_init_frequencies.unwrap_or(self.max_frequencies),
+            amp_min: self.init_amp_min,
+            amp_max: self.init_amp_max,
+            use_phases: self.use_phases,
+        }
+    }
+}
+
+/// A tokenised corpus: all token ids, and `num_docs + 1` offsets into them.
+#[derive(Clone, Copy)]
+pub struct Corpus<'a> {
+    pub ids: &'a [u32],
+    pub offsets: &'a [i64],
+}
+
+impl<'a> Corpus<'a> {
+    pub fn new(ids: &'a [u32], offsets: &'a [i64], vocab_size: usize) -> Result<Self> {
+        if offsets.is_empty() || offsets[0] != 0 {
+            return Err(CssError::InvalidData(
+                "corpus offsets must start with 0 (one more offset than documents)".to_string(),
+            ));
+        }
+        if *offsets.last().unwrap_or(&0) != ids.len() as i64 {
+            return Err(CssError::InvalidData(format!(
+                "corpus offsets end at {} but there are {} token ids",
+                offsets.last().unwrap_or(&0),
+                ids.len()
+            )));
+        }
+        if offsets.windows(2).any(|w| w[1] < w[0]) {
+            return Err(CssError::InvalidData(
+                "corpus offsets must not decrease".to_string(),
+            ));
+        }
+        if let Some(bad) = ids.par_iter().find_any(|&&id| id as usize >= vocab_size) {
+            return Err(CssError::InvalidData(format!(
+                "token id {bad} is outside the vocabulary (0..{vocab_size})"
+            )));
+        }
+        Ok(Corpus { ids, offsets })
+    }
+
+    pub fn num_docs(&self) -> usize {
+        self.offsets.len() - 1
+    }
+
+    pub fn tokens(&self) -> u64 {
+        self.ids.len() as u64
+    }
+
+    #[inline]
+    fn doc(&self, i: usize) -> &'a [u32] {
+        &self.ids[self.offsets[i] as usize..self.offsets[i + 1] as usize]
+    }
+
+    /// A cheap identity of the corpus: sizes plus a strided sample of ids and offsets, so that
+    /// a checkpoint is never resumed against different data.
+    pub fn fingerprint(&self) -> u64 {
+        let mut h: u64 = 0xCBF2_9CE4_8422_2325;
+        let mut mix = |x: u64| {
+            h ^= x;
+            h = h.wrapping_mul(0x0100_0000_01B3);
+        };
+        mix(self.ids.len() as u64);
+        mix(self.offsets.len() as u64);
+        let stride = (self.ids.len() / 4096).max(1);
+        for i in (0..self.ids.len()).step_by(stride) {
+            mix(self.ids[i] as u64);
+        }
+        let stride = (self.offsets.len() / 4096).max(1);
+        for i in (0..self.offsets.len()).step_by(stride) {
+            mix(self.offsets[i] as u64);
+        }
+        h
+    }
+}
+
+/// Figures of one finished epoch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochStats {
+    pub epoch: usize,
+    pub loss: f64,
+    pub avg_active: f64,
+    pub empty_words: usize,
+    pub tokens: u64,
+    pub positions: u64,
+    pub negative_updates: u64,
+    pub seconds: f64,
+}
+
+/// What callers see between steps.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Progress {
+    pub tokens_done: u64,
+    pub tokens_total: u64,
+    /// 1-based epoch being trained (the last one when done).
+    pub epoch: usize,
+    pub epochs: usize,
+    /// Mean loss per position since the previous report.
+    pub loss: f64,
+    pub avg_active: f64,
+    pub learning_rate: f64,
+    pub elapsed: f64,
+    pub tokens_per_second: f64,
+    pub done: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+struct WorkerCursor {
+    next_doc: usize,
+    end_doc: usize,
+    rng: Rng,
+}
+
+/// Running sums of the epoch in progress (and of the current report window).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+struct Tally {
+    loss: f64,
+    loss_positions: u64,
+    positions: u64,
+    negative_updates: u64,
+}
+
+impl Tally {
+    fn mean_loss(&self) -> Option<f64> {
+        (self.loss_positions > 0).then(|| self.loss / self.loss_positions as f64)
+    }
+
+    fn add(&mut self, o: &Tally) {
+        self.loss += o.loss;
+        self.loss_positions += o.loss_positions;
+        self.positions += o.positions;
+        self.negative_updates += o.negative_updates;
+    }
+}
+
+/// Everything a resumed run needs apart from the spectra arrays.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct StateHeader {
+    format: String,
+    params: TrainParams,
+    vocab_size: usize,
+    corpus_tokens: u64,
+    corpus_docs: usize,
+    corpus_fingerprint: u64,
+    epoch: usize,
+    workers: Vec<WorkerCursor>,
+    tokens_done: u64,
+    elapsed: f64,
+    epoch_tally: Tally,
+    epoch_tokens_start: u64,
+    epoch_seconds: f64,
+    epoch_stats: Vec<EpochStats>,
+    done: bool,
+}
+
+const STATE_MAGIC: &[u8; 8] = b"CSSSTAT1";
+
+pub struct Trainer {
+    params: TrainParams,
+    spectra: SharedSpectra,
+    updates: Vec<AtomicU32>,
+    sampler: AliasSampler,
+    keep_prob: Vec<f32>,
+    corpus_tokens: u64,
+    corpus_docs: usize,
+    corpus_fingerprint: u64,
+    epoch: usize,
+    workers: Vec<WorkerCursor>,
+    tokens_done: AtomicU64,
+    elapsed: f64,
+    epoch_tally: Tally,
+    window_tally: Tally,
+    epoch_tokens_start: u64,
+    epoch_seconds: f64,
+    epoch_stats: Vec<EpochStats>,
+    done: bool,
+    pool: rayon::ThreadPool,
+    last_rate: f64,
+}
+
+fn build_pool(threads: usize) -> Result<rayon::ThreadPool> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("css-rs-train-{i}"))
+        .build()
+        .map_err(|e| CssError::InvalidData(format!("cannot start worker threads: {e}")))
+}
+
+/// word2vec's subsampling: keep probability `(sqrt(f / t) + 1) * t / f` with `t = sample * total`.
+fn keep_probabilities(counts: &[u64], sample: f64) -> Vec<f32> {
+    let total: u64 = counts.iter().sum();
+    if sample <= 0.0 || total == 0 {
+        return vec![1.0; counts.len()];
+    }
+    let t = sample * total as f64;
+    counts
+        .iter()
+        .map(|&c| {
+            if c == 0 {
+                1.0
+            } else {
+                let f = c as f64;
+                (((f / t).sqrt() + 1.0) * t / f).min(1.0) as f32
+            }
+        })
+        .collect()
+}
+
+impl Trainer {
+    /// A fresh trainer for `corpus` over a vocabulary with `counts` (ids in order).
+    pub fn new(params: TrainParams, counts: &[u64], corpus: &Corpus<'_>) -> Result<Self> {
+        params.validate()?;
+        if counts.is_empty() {
+            return Err(CssError::InvalidData(
+                "the vocabulary is empty: nothing to train (lower min_word_freq or add data)"
+                    .to_string(),
+            ));
+        }
+        let spectra = SharedSpectra::random(counts.len(), &params.init_params(), params.seed);
+        let mut t = Trainer::assemble(params, counts, corpus, spectra)?;
+        t.start_epoch(corpus);
+        Ok(t)
+    }
+
+    /// Continues a run from `state` (bytes from `state_bytes`). The corpus, the vocabulary
+    /// counts and the settings must be the ones the state was made with.
+    pub fn resume(
+        params: TrainParams,
+        counts: &[u64],
+        corpus: &Corpus<'_>,
+        state: &[u8],
+    ) -> Result<Self> {
+        params.validate()?;
+        let (header, spectra, updates) = decode_state(state)?;
+        if header.params != params {
+            return Err(CssError::InvalidData(
+                "the training state was made with different settings".to_string(),
+            ));
+        }
+        if header.vocab_size != counts.len() {
+            return Err(CssError::InvalidData(format!(
+                "the training state has {} words but the vocabulary has {}",
+                header.vocab_size,
+                counts.len()
+            )));
+        }
+        if header.corpus_tokens != corpus.tokens()
+            || header.corpus_docs != corpus.num_docs()
+            || header.corpus_fingerprint != corpus.fingerprint()
+        {
+            return Err(CssError::InvalidData(
+                "the training state was made on a different corpus".to_string(),
+            ));
+        }
+        let mut t = Trainer::assemble(params, counts, corpus, spectra)?;
+        for (a, b) in t.updates.iter().zip(updates) {
+            a.store(b, Relaxed);
+        }
+        t.epoch = header.epoch;
+        t.workers = header.workers;
+        t.tokens_done = AtomicU64::new(header.tokens_done);
+        t.elapsed = header.elapsed;
+        t.epoch_tally = header.epoch_tally;
+        t.epoch_tokens_start = header.epoch_tokens_start;
+        t.epoch_seconds = header.epoch_seconds;
+        t.epoch_stats = header.epoch_stats;
+        t.done = header.done;
+        Ok(t)
+    }
+
+    fn assemble(
+        params: TrainParams,
+        counts: &[u64],
+        corpus: &Corpus<'_>,
+        spectra: SharedSpectra,
+    ) -> Result<Self> {
+        let threads = if params.threads == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            params.threads
+        };
+        let sampler = match params.negative_distribution {
+            NegativeDistribution::Unigram => AliasSampler::unigram(counts, 0.75),
+            NegativeDistribution::Uniform => AliasSampler::uniform(counts.len()),
+        };
+        Ok(Trainer {
+            keep_prob: keep_probabilities(counts, params.sample),
+            updates: (0..counts.len()).map(|_| AtomicU32::new(0)).collect(),
+            sampler,
+            spectra,
+            corpus_tokens: corpus.tokens(),
+            corpus_docs: corpus.num_docs(),
+            corpus_fingerprint: corpus.fingerprint(),
+            epoch: 0,
+            workers: vec![
+                WorkerCursor {
+                    next_doc: 0,
+                    end_doc: 0,
+                    rng: Rng::new(0)
+                };
+                threads
+            ],
+            tokens_done: AtomicU64::new(0),
+            elapsed: 0.0,
+            epoch_tally: Tally::default(),
+            window_tally: Tally::default(),
+            epoch_tokens_start: 0,
+            epoch_seconds: 0.0,
+            epoch_stats: Vec::new(),
+            done: false,
+            pool: build_pool(threads)?,
+            last_rate: 0.0,
+            params,
+        })
+    }
+
+    /// Splits the documents into one contiguous slice per worker, each with its own RNG
+    /// derived from (seed, epoch, worker).
+    fn start_epoch(&mut self, corpus: &Corpus<'_>) {
+        let n = corpus.num_docs();
+        let t = self.workers.len();
+        for (i, w) in self.workers.iter_mut().enumerate() {
+            w.next_doc = i * n / t;
+            w.end_doc = (i + 1) * n / t;
+            w.rng = Rng::derive(self.params.seed, ((self.epoch as u64) << 16) | i as u64);
+        }
+        self.epoch_tally = Tally::default();
+        self.epoch_tokens_start = self.tokens_done.load(Relaxed);
+        self.epoch_seconds = 0.0;
+    }
+
+    fn epoch_finished(&self) -> bool {
+        self.workers.iter().all(|w| w.next_doc >= w.end_doc)
+    }
+
+    fn finish_epoch(&mut self, corpus: &Corpus<'_>) {
+        let v = self.spectra.vocab_size().max(1);
+        self.epoch_stats.push(EpochStats {
+            epoch: self.epoch + 1,
+            loss: self.epoch_tally.mean_loss().unwrap_or(f64::NAN),
+            avg_active: self.spectra.active_slots() as f64 / v as f64,
+            empty_words: self.spectra.empty_words(),
+            tokens: self.tokens_done.load(Relaxed) - self.epoch_tokens_start,
+            positions: self.epoch_tally.positions,
+            negative_updates: self.epoch_tally.negative_updates,
+            seconds: self.epoch_seconds,
+        });
+        self.epoch += 1;
+        if self.epoch >= self.params.epochs {
+            self.done = true;
+        } else {
+            self.start_epoch(corpus);
+        }
+    }
+
+    fn total_planned(&self) -> u64 {
+        self.corpus_tokens * self.params.epochs as u64
+    }
+
+    /// Trains for about `budget` (never stopping inside a document), then returns.
+    pub fn step(&mut self, corpus: &Corpus<'_>, budget: Duration) -> Result<Progress> {
+        self.check_corpus(corpus)?;
+        let started = Instant::now();
+        let deadline = started + budget;
+        let tokens_before = self.tokens_done.load(Relaxed);
+        while !self.done {
+            if self.epoch_finished() {
+                self.finish_epoch(corpus);
+                continue;
+            }
+            let epoch_start = Instant::now();
+            let tally = self.run_workers(corpus, deadline);
+            self.epoch_seconds += epoch_start.elapsed().as_secs_f64();
+            self.epoch_tally.add(&tally);
+            self.window_tally.add(&tally);
+            if Instant::now() >= deadline {
+                break;
+            }
+        }
+        let secs = started.elapsed().as_secs_f64();
+        self.elapsed += secs;
+        if secs > 0.0 {
+            self.last_rate = (self.tokens_done.load(Relaxed) - tokens_before) as f64 / secs;
+        }
+        Ok(self.progress())
+    }
+
+    fn check_corpus(&self, corpus: &Corpus<'_>) -> Result<()> {
+        if corpus.tokens() != self.corpus_tokens || corpus.num_docs() != self.corpus_docs {
+            return Err(CssError::InvalidData(
+                "step() was given a different corpus than the trainer was made for".to_string(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn run_workers(&mut self, corpus: &Corpus<'_>, deadline: Instant) -> Tally {
+        let shared = Shared {
+            params: &self.params,
+            spectra: &self.spectra,
+            updates: &self.updates,
+            sampler: &self.sampler,
+            keep_prob: &self.keep_prob,
+            tokens_done: &self.tokens_done,
+            total_planned: self.total_planned().max(1),
+            epoch: self.epoch,
+        };
+        let workers = &mut self.workers;
+        let tallies: Vec<Tally> = self.pool.install(|| {
+            workers
+                .par_iter_mut()
+                .map(|w| run_worker(&shared, corpus, w, deadline))
+                .collect()
+        });
+        let mut total = Tally::default();
+        for t in &tallies {
+            total.add(t);
+        }
+        total
+    }
+
+    pub fn current_learning_rate(&self) -> f64 {
+        let p = self.tokens_done.load(Relaxed) as f64 / self.total_planned().max(1) as f64;
+        learning_rate(&self.params, p, self.epoch) as f64
+    }
+
+    /// Current figures; resets the report window used for the loss.
+    pub fn progress(&mut self) -> Progress {
+        let v = self.spectra.vocab_size().max(1);
+        let w = std::mem::take(&mut self.window_tally);
+        let loss = w
+            .mean_loss()
+            .or_else(|| self.epoch_tally.mean_loss())
+            .unwrap_or_else(|| self.epoch_stats.last().map_or(f64::NAN, |e| e.loss));
+        Progress {
+            tokens_done: self.tokens_done.load(Relaxed),
+            tokens_total: self.total_planned(),
+            epoch: (self.epoch + 1).min(self.params.epochs),
+            epochs: self.params.epochs,
+            loss,
+            avg_active: self.spectra.active_slots() as f64 / v as f64,
+            learning_rate: self.current_learning_rate(),
+            elapsed: self.elapsed,
+            tokens_per_second: self.last_rate,
+            done: self.done,
+        }
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    pub fn epoch_stats(&self) -> &[EpochStats] {
+        &self.epoch_stats
+    }
+
+    pub fn params(&self) -> &TrainParams {
+        &self.params
+    }
+
+    /// The current spectra in query form.
+    pub fn snapshot(&self) -> Spectra {
+        self.spectra.snapshot(self.params.frequency_dim)
+    }
+
+    /// Serialises everything needed to continue exactly where this run stands.
+    pub fn state_bytes(&self) -> Vec<u8> {
+        let header = StateHeader {
+            format: "css-rs-training-state".to_string(),
+            params: self.params.clone(),
+            vocab_size: self.spectra.vocab_size(),
+            corpus_tokens: self.corpus_tokens,
+            corpus_docs: self.corpus_docs,
+            corpus_fingerprint: self.corpus_fingerprint,
+            epoch: self.epoch,
+            workers: self.workers.clone(),
+            tokens_done: self.tokens_done.load(Relaxed),
+            elapsed: self.elapsed,
+            epoch_tally: self.epoch_tally,
+            epoch_tokens_start: self.epoch_tokens_start,
+            epoch_seconds: self.epoch_seconds,
+            epoch_stats: self.epoch_stats.clone(),
+            done: self.done,
+        };
+        encode_state(&header, &self.spectra, &self.updates)
+    }
+}
+
+fn encode_state(header: &StateHeader, spectra: &SharedSpectra, updates: &[AtomicU32]) -> Vec<u8> {
+    let head = serde_json::to_vec(header).expect("state header serialises");
+    let (freq, re, im) = spectra.to_raw();
+    let mut out = Vec::with_capacity(16 + head.len() + freq.len() * 10 + updates.len() * 4);
+    out.extend_from_slice(STATE_MAGIC);
+    out.extend_from_slice(&(head.len() as u64).to_le_bytes());
+    out.extend_from_slice(&head);
+    out.extend_from_slice(&(spectra.k() as u64).to_le_bytes());
+    out.extend_from_slice(&(freq.len() as u64).to_le_bytes());
+    freq.iter()
+        .for_each(|x| out.extend_from_slice(&x.to_le_bytes()));
+    re.iter()
+        .for_each(|x| out.extend_from_slice(&x.to_le_bytes()));
+    im.iter()
+        .for_each(|x| out.extend_from_slice(&x.to_le_bytes()));
+    updates
+        .iter()
+        .for_each(|x| out.extend_from_slice(&x.load(Relaxed).to_le_bytes()));
+    out
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len());
+        let end =
+            end.ok_or_else(|| CssError::InvalidData("training state is truncated".to_string()))?;
+        let s = &self.buf[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+
+    fn u64(&mut self) -> Result<u64> {
+        let b = self.take(8)?;
+        Ok(u64::from_le_bytes(b.try_into().expect("8 bytes")))
+    }
+
+    fn array<const N: usize, T>(&mut self, n: usize, f: fn([u8; N]) -> T) -> Result<Vec<T>> {
+        let bytes =
+            self.take(n.checked_mul(N).ok_or_else(|| {
+                CssError::InvalidData("training state sizes overflow".to_string())
+            })?)?;
+        Ok(bytes
+            .chunks_exact(N)
+            .map(|c| f(c.try_into().expect("chunk of N")))
+            .collect())
+    }
+}
+
+fn decode_state(bytes: &[u8]) -> Result<(StateHeader, SharedSpectra, Vec<u32>)> {
+    let mut r = Reader { buf: bytes, pos: 0 };
+    if r.take(8)? != STATE_MAGIC {
+        return Err(CssError::InvalidData(
+            "not a css-rs training state (bad magic bytes)".to_string(),
+        ));
+    }
+    let head_len = r.u64()? as usize;
+    let header: StateHeader = serde_json::from_slice(r.take(head_len)?)
+        .map_err(|e| CssError::InvalidData(format!("training state header is corrupt: {e}")))?;
+    let k = r.u64()? as usize;
+    let n = r.u64()? as usize;
+    if k != header.params.max_frequencies || n != header.vocab_size * k {
+        return Err(CssError::InvalidData(
+            "training state arrays do not match its header".to_string(),
+        ));
+    }
+    let freq = r.array(n, u16::from_le_bytes)?;
+    let re = r.array(n, u32::from_le_bytes)?;
+    let im = r.array(n, u32::from_le_bytes)?;
+    let updates = r.array(header.vocab_size, u32::from_le_bytes)?;
+    if r.pos != bytes.len() {
+        return Err(CssError::InvalidData(
+            "training state has trailing bytes".to_string(),
+        ));
+    }
+    if header.workers.is_empty() {
+        return Err(CssError::InvalidData(
+            "training state has no workers".to_string(),
+        ));
+    }
+    Ok((header, SharedSpectra::from_raw(k, freq, re, im), updates))
+}
+
+fn learning_rate(p: &TrainParams, progress: f64, epoch: usize) -> f32 {
+    match p.lr_schedule {
+        LrSchedule::Linear => {
+            let lr = p.learning_rate as f64 - (p.learning_rate - p.min_lr) as f64 * progress;
+            lr.max(p.min_lr as f64) as f32
+        }
+        LrSchedule::Step => p.learning_rate * 0.9f32.powi((epoch / 5) as i32),
+    }
+}
+
+/// Read-only view of the trainer that all workers share.
+struct Shared<'a> {
+    params: &'a TrainParams,
+    spectra: &'a SharedSpectra,
+    updates: &'a [AtomicU32],
+    sampler: &'a AliasSampler,
+    keep_prob: &'a [f32],
+    tokens_done: &'a AtomicU64,
+    total_planned: u64,
+    epoch: usize,
+}
+
+/// A sparse complex vector over `0..D` with O(1) clear: a dense value array whose entries are
+/// valid only where `stamp == gen`, plus the list of touched frequencies.
+struct SparseAcc {
+    val: Vec<(f32, f32)>,
+    stamp: Vec<u32>,
+    gen: u32,
+    touched: Vec<u16>,
+}
+
+impl SparseAcc {
+    fn new(d: usize) -> Self {
+        SparseAcc {
+            val: vec![(0.0, 0.0); d],
+            stamp: vec![0; d],
+            gen: 1,
+            touched: Vec::with_capacity(64),
+        }
+    }
+
+    fn clear(&mut self) {
+        self.touched.clear();
+        if self.gen == u32::MAX {
+            self.stamp.iter_mut().for_each(|s| *s = 0);
+            self.gen = 0;
+        }
+        self.gen += 1;
+    }
+
+    #[inline]
+    fn add(&mut self, f: u16, re: f32, im: f32) {
+        let i = f as usize;
+        if self.stamp[i] != self.gen {
+            self.stamp[i] = self.gen;
+            self.val[i] = (0.0, 0.0);
+            self.touched.push(f);
+        }
+        self.val[i].0 += re;
+        self.val[i].1 += im;
+    }
+
+    #[inline]
+    fn get(&self, f: u16) -> (f32, f32) {
+        let i = f as usize;
+        if self.stamp[i] == self.gen {
+            self.val[i]
+        } else {
+            (0.0, 0.0)
+        }
+    }
+
+    fn scale(&mut self, s: f32) {
+        for &f in &self.touched {
+            let v = &mut self.val[f as usize];
+            v.0 *= s;
+            v.1 *= s;
+        }
+    }
+
+    fn add_word(&mut self, w: &WordBuf, s: f32) {
+        for j in 0..w.len {
+            self.add(w.freq[j], s * w.re[j], s * w.im[j]);
+        }
+    }
+
+    /// Re<w, self> = sum over shared frequencies of re*re' + im*im'.
+    #[inline]
+    fn dot(&self, w: &WordBuf) -> f32 {
+        let mut s = 0.0;
+        for j in 0..w.len {
+            let (re, im) = self.get(w.freq[j]);
+            s += w.re[j] * re + w.im[j] * im;
+        }
+        s
+    }
+}
+
+/// One candidate entry of a projected update.
+#[derive(Clone, Copy)]
+struct Cand {
+    f: u16,
+    re: f32,
+    im: f32,
+    mag2: f32,
+}
+
+/// Scratch that updates write into: the context and error accumulators and candidate lists.
+struct Work {
+    ctx: SparseAcc,
+    err: SparseAcc,
+    member: Vec<u32>,
+    member_gen: u32,
+    cands: Vec<Cand>,
+}
+
+/// Spectra copied out for the current position (reused; `len` says what is valid, so they
+/// are never re-zeroed or copied whole).
+struct Bufs {
+    target: WordBuf,
+    negs: Vec<WordBuf>,
+    ctx: Vec<WordBuf>,
+}
+
+/// Per-worker scratch memory, allocated once per step.
+struct Scratch {
+    work: Work,
+    bufs: Bufs,
+    sentence: Vec<u32>,
+    /// Negatives of the current position: id and score (then gradient weight g_n).
+    negs: Vec<(u32, f32)>,
+    /// Words already updated at this position: a later update of the same word must reload
+    /// it rather than use the copy taken before.
+    updated: Vec<u32>,
+    /// Positions seen, to estimate the loss on every `LOSS_SAMPLE_EVERY`-th one.
+    position_counter: u64,
+}
+
+impl Scratch {
+    fn new(p: &TrainParams) -> Self {
+        let w = p.window_size.min(1024);
+        Scratch {
+            work: Work {
+                ctx: SparseAcc::new(p.frequency_dim),
+                err: SparseAcc::new(p.frequency_dim),
+                member: vec![0; p.frequency_dim],
+                member_gen: 0,
+                cands: Vec::with_capacity(p.max_frequencies * (2 * w + p.negative_count + 2)),
+            },
+            bufs: Bufs {
+                target: WordBuf::default(),
+                negs: vec![WordBuf::default(); p.negative_count],
+                ctx: vec![WordBuf::default(); 2 * w],
+            },
+            sentence: Vec::new(),
+            negs: Vec::with_capacity(p.negative_count),
+            updated: Vec::with_capacity(2 * w + p.negative_count + 1),
+            position_counter: 0,
+        }
+    }
+}
+
+fn run_worker(
+    sh: &Shared<'_>,
+    corpus: &Corpus<'_>,
+    w: &mut WorkerCursor,
+    deadline: Instant,
+) -> Tally {
+    let mut scratch = Scratch::new(sh.params);
+    let mut tally = Tally::default();
+    let check_every = sh.params.training_batch_size.max(1);
+    let mut since_check = 0usize;
+    while w.next_doc < w.end_doc {
+        train_document(
+            sh,
+            corpus.doc(w.next_doc),
+            &mut w.rng,
+            &mut scratch,
+            &mut tally,
+        );
+        w.next_doc += 1;
+        since_check += 1;
+        // Checking the clock per work unit (training_batch_size documents) keeps it cheap.
+        if since_check >= check_every {
+            since_check = 0;
+            if Instant::now() >= deadline {
+                break;
+            }
+        }
+    }
+    tally
+}
+
+fn train_document(sh: &Shared<'_>, doc: &[u32], rng: &mut Rng, s: &mut Scratch, tally: &mut Tally) {
+    let p = sh.params;
+    let done = sh.tokens_done.load(Relaxed);
+    let progress = done as f64 / sh.total_planned as f64;
+    let lr = learning_rate(p, progress, sh.epoch);
+    let explore = progress < p.exploration_fraction;
+    s.sentence.clear();
+    for &id in doc {
+        let keep = sh.keep_prob[id as usize];
+        if keep >= 1.0 || rng.next_f32() < keep {
+            s.sentence.push(id);
+        }
+    }
+    for t in 0..s.sentence.len() {
+        train_position(sh, t, lr, explore, rng, s, tally);
+    }
+    sh.tokens_done.fetch_add(doc.len() as u64, Relaxed);
+}
+
+#[inline]
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x.clamp(-SCORE_CLAMP, SCORE_CLAMP)).exp())
+}
+
+/// -log(sigmoid(x)), computed without overflow.
+#[inline]
+fn softplus_neg(x: f64) -> f64 {
+    (-x).max(0.0) + (-x.abs()).exp().ln_1p()
+}
+
+fn train_position(
+    sh: &Shared<'_>,
+    t: usize,
+    lr: f32,
+    explore: bool,
+    rng: &mut Rng,
+    s: &mut Scratch,
+    tally: &mut Tally,
+) {
+    let p = sh.params;
+    let n = s.sentence.len();
+    let lo = t.saturating_sub(p.window_size);
+    let hi = (t + p.window_size + 1).min(n);
+    let n_ctx = hi - lo - 1;
+    if n_ctx == 0 {
+        return;
+    }
+    let Scratch {
+        work,
+        bufs,
+        sentence,
+        negs,
+        updated,
+        position_counter,
+    } = s;
+    // Context spectrum C: mean of the context words' current spectra (copies kept for the
+    // context updates below).
+    work.ctx.clear();
+    for (j, i) in (lo..hi).filter(|&i| i != t).enumerate() {
+        sh.spectra.load(sentence[i] as usize, &mut bufs.ctx[j]);
+        work.ctx.add_word(&bufs.ctx[j], 1.0);
+    }
+    work.ctx.scale(1.0 / n_ctx as f32);
+
+    let target = sentence[t];
+    sh.spectra.load(target as usize, &mut bufs.target);
+    let score_w = work.ctx.dot(&bufs.target);
+
+    negs.clear();
+    for _ in 0..p.negative_count {
+        let neg = sh.sampler.sample(rng);
+        if neg == target {
+            continue;
+        }
+        let buf = &mut bufs.negs[negs.len()];
+        sh.spectra.load(neg as usize, buf);
+        negs.push((neg, work.ctx.dot(buf)));
+    }
+
+    *position_counter += 1;
+    if *position_counter % LOSS_SAMPLE_EVERY == 0 {
+        tally.loss += position_loss(p, score_w, negs);
+        tally.loss_positions += 1;
+    }
+    tally.positions += 1;
+
+    // Gradient weights g (target) and g_n (negatives; they replace the scores in `negs`).
+    let g = match p.loss {
+        Loss::Logistic => {
+            for e in negs.iter_mut() {
+                e.1 = sigmoid(e.1);
+            }
+            1.0 - sigmoid(score_w)
+        }
+        Loss::Hinge => {
+            let mut g = 0.0f32;
+            for e in negs.iter_mut() {
+                e.1 = if p.margin - score_w + e.1 > 0.0 {
+                    1.0
+                } else {
+                    0.0
+                };
+                g += e.1;
+            }
+            g
+        }
+    };
+
+    // E = g*S_w - sum g_n*S_n, taken before any spectrum of this position changes.
+    if p.update_context {
+        work.err.clear();
+        work.err.add_word(&bufs.target, g);
+        for (i, &(_, gn)) in negs.iter().enumerate() {
+            work.err.add_word(&bufs.negs[i], -gn);
+        }
+    }
+
+    updated.clear();
+    update_word(
+        sh,
+        target,
+        &bufs.target,
+        lr * g,
+        Acc::Ctx,
+        explore,
+        lr,
+        work,
+    );
+    updated.push(target);
+    let lr_neg = lr * p.negative_lr_scale;
+    for (i, &(neg, gn)) in negs.iter().enumerate() {
+        if gn == 0.0 {
+            continue;
+        }
+        if updated.contains(&neg) {
+            sh.spectra.load(neg as usize, &mut bufs.negs[i]);
+        }
+        update_word(
+            sh,
+            neg,
+            &bufs.negs[i],
+            -lr_neg * gn,
+            Acc::Ctx,
+            explore,
+            lr,
+            work,
+        );
+        updated.push(neg);
+        tally.negative_updates += 1;
+    }
+    if p.update_context && !work.err.touched.is_empty() {
+        let step = lr / n_ctx as f32;
+        for (j, i) in (lo..hi).filter(|&i| i != t).enumerate() {
+            let c = sentence[i];
+            if updated.contains(&c) {
+                sh.spectra.load(c as usize, &mut bufs.ctx[j]);
+            }
+            update_word(sh, c, &bufs.ctx[j], step, Acc::Err, explore, lr, work);
+            updated.push(c);
+        }
+    }
+}
+
+/// The position's loss from its scores (logistic or hinge).
+fn position_loss(p: &TrainParams, score_w: f32, negs: &[(u32, f32)]) -> f64 {
+    match p.loss {
+        Loss::Logistic => {
+            softplus_neg(score_w as f64)
+                + negs
+                    .iter()
+                    .map(|e| softplus_neg(-(e.1 as f64)))
+                    .sum::<f64>()
+        }
+        Loss::Hinge => negs
+            .iter()
+            .map(|e| (p.margin - score_w + e.1).max(0.0) as f64)
+            .sum(),
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Acc {
+    Ctx,
+    Err,
+}
+
+/// One projected gradient step on word `word`: `current + scale * X` on the candidate support
+/// (current support, plus X's support while exploring), keep the K largest, soft-threshold,
+/// normalise, prune, store.
+#[allow(clippy::too_many_arguments)]
+fn update_word(
+    sh: &Shared<'_>,
+    word: u32,
+    current: &WordBuf,
+    scale: f32,
+    which: Acc,
+    explore: bool,
+    lr: f32,
+    work: &mut Work,
+) {
+    let p = sh.params;
+    let x = match which {
+        Acc::Ctx => &work.ctx,
+        Acc::Err => &work.err,
+    };
+    work.cands.clear();
+    if !explore {
+        // Refinement: the support is frozen, so the candidates are the current entries.
+        // (A frequency duplicated by a torn concurrent write stays two entries that add up.)
+        for j in 0..current.len {
+            let f = current.freq[j];
+            let (xr, xi) = x.get(f);
+            let (re, im) = (current.re[j] + scale * xr, current.im[j] + scale * xi);
+            work.cands.push(Cand {
+                f,
+                re,
+                im,
+                mag2: re * re + im * im,
+            });
+        }
+        shrink_and_store(sh, word, lr, false, &mut work.cands);
+        return;
+    }
+    if work.member_gen == u32::MAX {
+        work.member.iter_mut().for_each(|m| *m = 0);
+        work.member_gen = 0;
+    }
+    work.member_gen += 1;
+    let gen = work.member_gen;
+    for j in 0..current.len {
+        let f = current.freq[j];
+        if work.member[f as usize] == gen {
+            // A torn concurrent write duplicated this frequency: the entries add up.
+            if let Some(c) = work.cands.iter_mut().find(|c| c.f == f) {
+                c.re += current.re[j];
+                c.im += current.im[j];
+            }
+            continue;
+        }
+        work.member[f as usize] = gen;
+        let (xr, xi) = x.get(f);
+        let (re, im) = (current.re[j] + scale * xr, current.im[j] + scale * xi);
+        work.cands.push(Cand {
+            f,
+            re,
+            im,
+            mag2: 0.0,
+        });
+    }
+    // Without normalisation every later step (L1, clamp, max_norm) only shrinks a value, so a
+    // new entry already at or below the prune threshold would be pruned: skip it.
+    let floor2 = if p.normalize == Normalize::None {
+        p.explore_prune_threshold * p.explore_prune_threshold
+    } else {
+        0.0
+    };
+    for &f in &x.touched {
+        if work.member[f as usize] != gen {
+            let (xr, xi) = x.get(f);
+            let (re, im) = (scale * xr, scale * xi);
+            if re * re + im * im > floor2 {
+                work.cands.push(Cand {
+                    f,
+                    re,
+                    im,
+                    mag2: 0.0,
+                });
+            }
+        }
+    }
+    for c in work.cands.iter_mut() {
+        c.mag2 = c.re * c.re + c.im * c.im;
+    }
+    // Projection onto K-sparse spectra: keep the K largest magnitudes.
+    let k = p.max_frequencies;
+    if work.cands.len() > k {
+        work.cands
+            .select_nth_unstable_by(k - 1, |a, b| b.mag2.total_cmp(&a.mag2));
+        work.cands.truncate(k);
+    }
+    shrink_and_store(sh, word, lr, true, &mut work.cands);
+}
+
+/// Proximal L1, normalisation, numeric clamp and pruning of the kept candidates, then store.
+/// Works on squared magnitudes; square roots only where L1 or a norm needs them.
+fn shrink_and_store(sh: &Shared<'_>, word: u32, lr: f32, explore: bool, cands: &mut [Cand]) {
+    let p = sh.params;
+    let thr = lr * p.sparsity_penalty;
+    let needs_norm = p.normalize == Normalize::L2 || p.max_norm.is_some();
+    let mut norm2 = 0.0f32;
+    for c in cands.iter_mut() {
+        if !c.mag2.is_finite() {
+            // Only reachable with absurd settings; a zero entry is dropped below.
+            *c = Cand {
+                f: c.f,
+                re: 0.0,
+                im: 0.0,
+                mag2: 0.0,
+            };
+            continue;
+        }
+        let mut factor = 1.0;
+        if thr > 0.0 {
+            let a = c.mag2.sqrt();
+            factor = if a > thr { (a - thr) / a } else { 0.0 };
+        }
+        if c.mag2 * factor * factor > AMP_LIMIT * AMP_LIMIT {
+            factor = AMP_LIMIT / c.mag2.sqrt();
+        }
+        if factor != 1.0 {
+            c.re *= factor;
+            c.im *= factor;
+            c.mag2 = c.re * c.re + c.im * c.im;
+        }
+        norm2 += c.mag2;
+    }
+    if needs_norm {
+        let norm = norm2.sqrt();
+        let target_norm = match (p.normalize, p.max_norm) {
+            (Normalize::L2, _) => Some(1.0),
+            (Normalize::None, Some(m)) if norm > m => Some(m),
+            _ => None,
+        };
+        if let Some(tn) = target_norm {
+            if norm > 0.0 && norm.is_finite() {
+                let f = tn / norm;
+                for c in cands.iter_mut() {
+                    c.re *= f;
+                    c.im *= f;
+                    c.mag2 *= f * f;
+                }
+            }
+        }
+    }
+    let prune = if explore {
+        Some(p.explore_prune_threshold)
+    } else {
+        // A plain load and store, not a locked fetch_add: a lost increment between two
+        // threads only delays one prune (Hogwild), and single-thread runs stay exact.
+        let counter = &sh.updates[word as usize];
+        let n = counter.load(Relaxed).wrapping_add(1);
+        counter.store(n, Relaxed);
+        (n % p.refine_prune_every == 0).then_some(p.refine_prune_threshold)
+    };
+    let floor2 = prune.map_or(0.0, |th| th * th);
+    sh.spectra.store_entries(
+        word as usize,
+        cands
+            .iter()
+            .filter(|c| c.mag2 > 0.0 && c.mag2 > floor2)
+            .map(|c| (c.f, c.re, c.im)),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two clusters of words that share contexts: words 0..5 and 5..10.
+    fn clustered_corpus(docs: usize, seed: u64) -> (Vec<u32>, Vec<i64>) {
+        let mut rng = Rng::new(seed);
+        let mut ids = Vec::new();
+        let mut offsets = vec![0i64];
+        for d in 0..docs {
+            let base = if d % 2 == 0 { 0 } else { 5 };
+            for _ in 0..20 {
+                ids.push(base + rng.below(5) as u32);
+            }
+            offsets.push(ids.len() as i64);
+        }
+        (ids, offsets)
+    }
+
+    fn small_params(threads: usize) -> TrainParams {
+        TrainParams {
+            frequency_dim: 40,
+            max_frequencies: 4,
+            epochs: 3,
+            threads,
+            sample: 0.0,
+            training_batch_size: 7,
+            ..TrainParams::default()
+        }
+    }
+
+    fn train_all(params: TrainParams, ids: &[u32], offsets: &[i64]) -> Trainer {
+        let counts = vec![100u64; 10];
+        let corpus = Corpus::new(ids, offsets, 10).unwrap();
+        let mut t = Trainer::new(params, &counts, &corpus).unwrap();
+        while !t.is_done() {
+            t.step(&corpus, Duration::from_secs(60)).unwrap();
+        }
+        t
+    }
+
+    #[test]
+    fn single_thread_is_deterministic() {
+        let (ids, offsets) = clustered_corpus(200, 1);
+        let a = train_all(small_params(1), &ids, &offsets).snapshot();
+        let b = train_all(small_params(1), &ids, &offsets).snapshot();
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn pausing_and_resuming_gives_the_same_spectra() {
+        let (ids, offsets) = clustered_corpus(200, 2);
+        let reference = train_all(small_params(1), &ids, &offsets).state_bytes();
+        let counts = vec![100u64; 10];
+        let corpus = Corpus::new(&ids, &offsets, 10).unwrap();
+        let mut t = Trainer::new(small_params(1), &counts, &corpus).unwrap();
+        let mut steps = 0;
+        while !t.is_done() {
+            // Zero budget: every step does one work unit, then we round-trip the state.
+            t.step(&corpus, Duration::ZERO).unwrap();
+            let bytes = t.state_bytes();
+            t = Trainer::resume(small_params(1), &counts, &corpus, &bytes).unwrap();
+            steps += 1;
+        }
+        assert!(steps > 10);
+        let reference = Trainer::resume(small_params(1), &counts, &corpus, &reference).unwrap();
+        assert_eq!(t.spectra.to_raw(), reference.spectra.to_raw());
+        assert_eq!(t.snapshot(), reference.snapshot());
+    }
+
+    #[test]
+    fn learns_clusters_with_two_threads() {
+        let (ids, offsets) = clustered_corpus(400, 3);
+        let snap = train_all(small_params(2), &ids, &offsets).snapshot();
+        let sim = |a: usize, b: usize| crate::queries::similarity(&snap, a, b);
+        let within = (sim(0, 1) + sim(2, 3) + sim(5, 6) + sim(7, 8)) / 4.0;
+        let across = (sim(0, 5) + sim(1, 6) + sim(2, 7) + sim(3, 8)) / 4.0;
+        assert!(within > across + 0.3, "within {within} across {across}");
+    }
+
+    #[test]
+    fn resume_rejects_other_settings_and_corrupt_state() {
+        let (ids, offsets) = clustered_corpus(20, 4);
+        let counts = vec![100u64; 10];
+        let corpus = Corpus::new(&ids, &offsets, 10).unwrap();
+        let t = Trainer::new(small_params(1), &counts, &corpus).unwrap();
+        let bytes = t.state_bytes();
+        let other = TrainParams {
+            seed: 99,
+            ..small_params(1)
+        };
+        assert!(Trainer::resume(other, &counts, &corpus, &bytes).is_err());
+        assert!(
+            Trainer::resume(small_params(1), &counts, &corpus, &bytes[..bytes.len() - 3]).is_err()
+        );
+        assert!(Trainer::resume(small_params(1), &counts, &corpus, b"garbage").is_err());
+    }
+
+    #[test]
+    fn corpus_validation() {
+        assert!(Corpus::new(&[1, 2], &[0, 2], 3).is_ok());
+        assert!(Corpus::new(&[1, 5], &[0, 2], 3).is_err());
+        assert!(Corpus::new(&[1, 2], &[0, 1], 3).is_err());
+        assert!(Corpus::new(&[1, 2], &[1, 2], 3).is_err());
+        assert!(Corpus::new(&[1, 2], &[0, 2, 1, 2], 3).is_err());
+    }
+
+    #[test]
+    fn hinge_without_normalisation_is_refused() {
+        let p = TrainParams {
+            loss: Loss::Hinge,
+            ..TrainParams::default()
+        };
+        assert!(matches!(p.validate(), Err(CssError::InvalidValue { .. })));
+        let p = TrainParams {
+            loss: Loss::Hinge,
+            normalize: Normalize::L2,
+            ..TrainParams::default()
+        };
+        assert!(p.validate().is_ok());
+    }
+}
