@@ -23,7 +23,7 @@ const AMP_LIMIT: f32 = 1.0e6;
 const SCORE_CLAMP: f32 = 30.0;
 /// The reported loss is the mean over every 8th position: computing logs for every position
 /// cost ~5% of training time and the estimate is just as informative.
-const LOSS_SAMPLE_EVERY: u64 = 8;
+const LOSS_SAMPLE_EVERY: usize = 8;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -948,8 +948,6 @@ struct Scratch {
     /// Words already updated at this position: a later update of the same word must reload
     /// it rather than use the copy taken before.
     updated: Vec<u32>,
-    /// Positions seen, to estimate the loss on every `LOSS_SAMPLE_EVERY`-th one.
-    position_counter: u64,
 }
 
 impl Scratch {
@@ -971,7 +969,6 @@ impl Scratch {
             sentence: Vec::new(),
             negs: Vec::with_capacity(p.negative_count),
             updated: Vec::with_capacity(2 * w + p.negative_count + 1),
-            position_counter: 0,
         }
     }
 }
@@ -990,6 +987,7 @@ fn run_worker(
         train_document(
             sh,
             corpus.doc(w.next_doc),
+            w.next_doc,
             &mut w.rng,
             &mut scratch,
             &mut tally,
@@ -1007,7 +1005,14 @@ fn run_worker(
     tally
 }
 
-fn train_document(sh: &Shared<'_>, doc: &[u32], rng: &mut Rng, s: &mut Scratch, tally: &mut Tally) {
+fn train_document(
+    sh: &Shared<'_>,
+    doc: &[u32],
+    doc_index: usize,
+    rng: &mut Rng,
+    s: &mut Scratch,
+    tally: &mut Tally,
+) {
     let p = sh.params;
     let done = sh.tokens_done.load(Relaxed);
     let progress = done as f64 / sh.total_planned as f64;
@@ -1021,7 +1026,10 @@ fn train_document(sh: &Shared<'_>, doc: &[u32], rng: &mut Rng, s: &mut Scratch, 
         }
     }
     for t in 0..s.sentence.len() {
-        train_position(sh, t, lr, explore, rng, s, tally);
+        // The loss is estimated on a fixed subset of positions, the same however the run is
+        // paused and resumed.
+        let sample_loss = (doc_index + t) % LOSS_SAMPLE_EVERY == 0;
+        train_position(sh, t, lr, explore, sample_loss, rng, s, tally);
     }
     sh.tokens_done.fetch_add(doc.len() as u64, Relaxed);
 }
@@ -1037,11 +1045,13 @@ fn softplus_neg(x: f64) -> f64 {
     (-x).max(0.0) + (-x.abs()).exp().ln_1p()
 }
 
+#[allow(clippy::too_many_arguments)]
 fn train_position(
     sh: &Shared<'_>,
     t: usize,
     lr: f32,
     explore: bool,
+    sample_loss: bool,
     rng: &mut Rng,
     s: &mut Scratch,
     tally: &mut Tally,
@@ -1060,7 +1070,6 @@ fn train_position(
         sentence,
         negs,
         updated,
-        position_counter,
     } = s;
     // Context spectrum C: mean of the context words' current spectra (copies kept for the
     // context updates below).
@@ -1086,8 +1095,7 @@ fn train_position(
         negs.push((neg, work.ctx.dot(buf)));
     }
 
-    *position_counter += 1;
-    if *position_counter % LOSS_SAMPLE_EVERY == 0 {
+    if sample_loss {
         tally.loss += position_loss(p, score_w, negs);
         tally.loss_positions += 1;
     }

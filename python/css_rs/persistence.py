@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import itertools
 import os
 import tempfile
 from dataclasses import dataclass
@@ -198,20 +199,23 @@ def decode_model(data: bytes, source: str) -> ModelParts:
     # The original tool's camelCase keys (frequencyDim, minWordFreq, ...) are ours in snake_case.
     config = {_snake(k): v for k, v in raw_config.items()}
     words, counts = _vocab_of(doc, source)
-    ids_spectra = _spectra_entries(doc["spectra"], len(words), source)
-    k = max([len(e[0]) for e in ids_spectra] + [int(config.get("max_frequencies") or 1), 1])
-    max_freq = max((max(e[0]) for e in ids_spectra if len(e[0])), default=0)
-    d = max(int(config.get("frequency_dim") or 0), max_freq + 1)
+    rows, fr, am, ph = _flat_spectra(doc["spectra"], len(words), source)
+    lengths = np.bincount(rows, minlength=len(words)) if rows.size else np.zeros(len(words), int)
+    k = max(int(lengths.max(initial=0)), int(config.get("max_frequencies") or 1), 1)
+    d = max(int(config.get("frequency_dim") or 0), int(fr.max(initial=-1)) + 1)
     v = len(words)
+    # Column of each entry within its word: entries of one word are consecutive.
+    order = np.argsort(rows, kind="stable")
+    rows, fr, am, ph = rows[order], fr[order], am[order], ph[order]
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]) if v else np.zeros(0, int)
+    cols = np.arange(rows.size) - np.repeat(starts, lengths)
     freq = np.full((v, k), EMPTY_FREQUENCY, dtype=np.uint16)
     amp = np.zeros((v, k), dtype=np.float32)
     phase = np.zeros((v, k), dtype=np.float32)
-    for w, (fr, am, ph) in enumerate(ids_spectra):
-        n = len(fr)
-        freq[w, :n] = fr
-        amp[w, :n] = np.abs(am)
-        # The original tool's real-valued model may carry signed amplitudes: sign -> phase.
-        phase[w, :n] = np.where(np.asarray(am) < 0, np.float32(np.pi), ph)
+    freq[rows, cols] = fr
+    amp[rows, cols] = np.abs(am)
+    # The original tool's real-valued model may carry signed amplitudes: sign -> phase pi.
+    phase[rows, cols] = np.where(am < 0, np.float32(np.pi), ph)
     config["max_frequencies"], config["frequency_dim"] = k, d
     stats = _object(doc, "stats")
     return ModelParts(
@@ -238,26 +242,47 @@ def _object(doc: dict[str, Any], key: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _spectra_entries(
+def _flat_spectra(
     spectra: dict[str, Any], v: int, source: str
-) -> list[tuple[list[int], list[float], list[float]]]:
-    out: list[tuple[list[int], list[float], list[float]]] = [([], [], [])] * v
-    for key, entry in spectra.items():
-        try:
-            w = int(key)
-            fr = [int(f) for f in entry.get("frequencies", [])]
-            am = [float(a) for a in entry.get("amplitudes", [])]
-            ph = [float(p) for p in entry.get("phases", [0.0] * len(fr))]
-        except (TypeError, ValueError, AttributeError):
-            raise InputError(f"{source}: spectrum of word id {key!r} is malformed") from None
-        if not 0 <= w < v:
-            raise InputError(f"{source}: spectrum for word id {w} but the vocabulary has {v}")
-        if not len(fr) == len(am) == len(ph):
-            raise InputError(
-                f"{source}: spectrum of word id {w} has {len(fr)} frequencies, {len(am)} "
-                f"amplitudes and {len(ph)} phases"
-            )
-        if any(not 0 <= f < EMPTY_FREQUENCY for f in fr):
-            raise InputError(f"{source}: spectrum of word id {w} has a frequency out of range")
-        out[w] = (fr, am, ph)
-    return out
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """All entries as flat arrays (word row, frequency, amplitude, phase), validated. Built
+    with numpy in a few passes: a 50,000-word model loads in a fraction of a second."""
+    try:
+        ids = np.fromiter((int(key) for key in spectra), dtype=np.int64, count=len(spectra))
+        entries = list(spectra.values())
+        fr_lists = [e["frequencies"] for e in entries]
+        am_lists = [e["amplitudes"] for e in entries]
+        # Spectra without phases (the original tool's) have phase 0.
+        ph_lists = [e.get("phases") or [0.0] * len(f) for e, f in zip(entries, fr_lists)]
+        n_fr = np.fromiter(map(len, fr_lists), dtype=np.int64, count=len(entries))
+        n_am = np.fromiter(map(len, am_lists), dtype=np.int64, count=len(entries))
+        n_ph = np.fromiter(map(len, ph_lists), dtype=np.int64, count=len(entries))
+        total = int(n_fr.sum())
+        fr = np.fromiter(itertools.chain.from_iterable(fr_lists), dtype=np.int64, count=total)
+        am = np.fromiter(itertools.chain.from_iterable(am_lists), dtype=np.float64)
+        ph = np.fromiter(itertools.chain.from_iterable(ph_lists), dtype=np.float64)
+    except (TypeError, ValueError, AttributeError, KeyError):
+        raise InputError(
+            f"{source}: a spectrum is malformed (frequencies, amplitudes, phases "
+            "must be lists of numbers)"
+        ) from None
+    bad = np.flatnonzero((n_fr != n_am) | (n_fr != n_ph))
+    if bad.size:
+        i = bad[0]
+        raise InputError(
+            f"{source}: spectrum of word id {ids[i]} has {n_fr[i]} frequencies, {n_am[i]} "
+            f"amplitudes and {n_ph[i]} phases"
+        )
+    out_of_range = ids[(ids < 0) | (ids >= v)]
+    if out_of_range.size:
+        raise InputError(
+            f"{source}: spectrum for word id {out_of_range[0]} but the vocabulary has {v}"
+        )
+    if np.unique(ids).size != ids.size:
+        raise InputError(f"{source}: a word id has two spectra")
+    if fr.size and (fr.min() < 0 or fr.max() >= EMPTY_FREQUENCY):
+        raise InputError(f"{source}: a frequency is outside 0..{EMPTY_FREQUENCY - 1}")
+    if not (np.isfinite(am).all() and np.isfinite(ph).all()):
+        raise InputError(f"{source}: an amplitude or phase is not a finite number")
+    rows = np.repeat(ids, n_fr)
+    return rows, fr, am.astype(np.float32), ph.astype(np.float32)

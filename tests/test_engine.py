@@ -1,0 +1,252 @@
+"""The training engine through the public API: planted structure is recovered, training is
+deterministic and resumable bit for bit, and no setting can produce NaN or infinity."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import css_rs
+from css_rs import CSSModel, TrainConfig, Trainer, TrainingState, Vocabulary
+from css_rs.synthetic import POLYSEMOUS, TOPICS, generate_corpus
+
+ONE_THREAD = TrainConfig(threads=1, seed=7)
+
+
+@pytest.fixture(scope="module")
+def corpus() -> list[str]:
+    return generate_corpus(3000, seed=3)
+
+
+@pytest.fixture(scope="module")
+def vocab(corpus: list[str]) -> Vocabulary:
+    return Vocabulary.from_texts(corpus, min_count=5)
+
+
+@pytest.fixture(scope="module")
+def model(corpus: list[str], vocab: Vocabulary) -> CSSModel:
+    return css_rs.train(corpus, vocab, ONE_THREAD)
+
+
+def same_cluster(word: str, neighbour: str) -> bool:
+    topic = next(t for t, words in TOPICS.items() if word in words)
+    return neighbour in TOPICS[topic] or topic in POLYSEMOUS.get(neighbour, ())
+
+
+def test_clusters_are_recovered(model: CSSModel) -> None:
+    words = [w for ws in TOPICS.values() for w in ws]
+    good = sum(all(same_cluster(w, n) for n, _ in model.similar(w, 5)) for w in words if w in model)
+    assert good / len(words) >= 0.9
+
+
+def test_two_sense_words_have_two_peaks(model: CSSModel) -> None:
+    for word in POLYSEMOUS:
+        assert model.polysemy(word).is_polysemous, model.spectrum(word)
+
+
+def test_sparsity_stays_between_two_and_k(model: CSSModel) -> None:
+    assert 2.0 <= model.avg_active() <= ONE_THREAD.max_frequencies
+    assert model.active_counts().max() <= ONE_THREAD.max_frequencies
+
+
+def arrays(m: CSSModel) -> list[np.ndarray]:
+    return list(m.slot_arrays())
+
+
+def test_one_thread_is_bit_for_bit_deterministic(
+    corpus: list[str], vocab: Vocabulary, model: CSSModel
+) -> None:
+    again = css_rs.train(corpus, vocab, ONE_THREAD)
+    for a, b in zip(arrays(model), arrays(again)):
+        assert np.array_equal(a, b)
+    other_seed = css_rs.train(corpus, vocab, ONE_THREAD.replace(seed=8))
+    assert not np.array_equal(arrays(model)[1], arrays(other_seed)[1])
+
+
+def test_resumed_run_equals_uninterrupted_run(
+    corpus: list[str], vocab: Vocabulary, model: CSSModel
+) -> None:
+    ids, offsets = vocab.encode_batch(corpus)
+    config = ONE_THREAD.replace(training_batch_size=50)
+    trainer = Trainer((ids, offsets), vocab, config)
+    pauses = 0
+    while not trainer.done:
+        trainer.step(0.0)  # one work unit, then stop as an interrupted run would
+        saved = TrainingState.from_bytes(trainer.state().to_bytes())
+        trainer = Trainer((ids, offsets), vocab, config, state=saved)
+        pauses += 1
+    assert pauses > 10
+    reference = css_rs.train((ids, offsets), vocab, config)
+    for a, b in zip(arrays(trainer.model()), arrays(reference)):
+        assert np.array_equal(a, b)
+    assert [e["loss"] for e in trainer.epoch_stats] == pytest.approx(
+        [e["loss"] for e in Trainer((ids, offsets), vocab, config).run().stats["epochs"]]
+    )
+
+
+def test_state_from_other_settings_or_corpus_is_refused(
+    corpus: list[str], vocab: Vocabulary
+) -> None:
+    ids, offsets = vocab.encode_batch(corpus[:200])
+    state = Trainer((ids, offsets), vocab, ONE_THREAD).state()
+    with pytest.raises(ValueError, match="different settings"):
+        Trainer((ids, offsets), vocab, ONE_THREAD.replace(seed=99), state=state)
+    ids2, offsets2 = vocab.encode_batch(corpus[200:400])
+    with pytest.raises(ValueError, match="different corpus"):
+        Trainer((ids2, offsets2), vocab, ONE_THREAD, state=state)
+    with pytest.raises(ValueError, match=r"truncated|corrupt|magic"):
+        Trainer((ids, offsets), vocab, ONE_THREAD, state=TrainingState(state.to_bytes()[:-5]))
+
+
+def test_progress_callback_reports(corpus: list[str], vocab: Vocabulary) -> None:
+    seen: list[css_rs.Progress] = []
+    trainer = Trainer(corpus[:500], vocab, ONE_THREAD.replace(epochs=2))
+    trainer.run(seen.append, interval=0.01)
+    assert seen and seen[-1].done and seen[-1].tokens_done == seen[-1].tokens_total
+    assert all(1 <= p.epoch <= 2 and p.learning_rate > 0 for p in seen)
+    assert all(math.isfinite(p.loss) and p.avg_active > 0 for p in seen)
+    assert [p.tokens_done for p in seen] == sorted(p.tokens_done for p in seen)
+    assert [e["epoch"] for e in trainer.epoch_stats] == [1, 2]
+
+
+def test_keyboard_interrupt_leaves_a_consistent_resumable_trainer(
+    corpus: list[str], vocab: Vocabulary
+) -> None:
+    ids, offsets = vocab.encode_batch(corpus)
+    config = ONE_THREAD.replace(training_batch_size=20)
+    calls = 0
+
+    def interrupt_on_third_report(_: css_rs.Progress) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise KeyboardInterrupt
+
+    trainer = Trainer((ids, offsets), vocab, config)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.run(interrupt_on_third_report, interval=0.0)
+    assert not trainer.done
+    partial = trainer.model()
+    assert all(np.isfinite(a).all() for a in arrays(partial)[1:])
+    finished = Trainer((ids, offsets), vocab, config, state=trainer.state()).run()
+    reference = css_rs.train((ids, offsets), vocab, config)
+    assert np.array_equal(arrays(finished)[1], arrays(reference)[1])
+
+
+def test_sigint_stops_training_promptly(tmp_path: os.PathLike[str]) -> None:
+    script = textwrap.dedent(
+        """
+        import sys, numpy as np, css_rs
+        from css_rs.synthetic import generate_corpus
+        texts = generate_corpus(4000, seed=1)
+        vocab = css_rs.Vocabulary.from_texts(texts)
+        trainer = css_rs.Trainer(texts, vocab, css_rs.TrainConfig(threads=1, epochs=10000))
+        try:
+            trainer.run(lambda p: print("progress", p.tokens_done, flush=True))
+        except KeyboardInterrupt:
+            freq, amp, phase = trainer.model().slot_arrays()
+            print("stopped", bool(np.isfinite(amp).all()), len(trainer.state()), flush=True)
+        """
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=tmp_path
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().startswith("progress")
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=30)
+    last = out.strip().splitlines()[-1].split()
+    assert last[:2] == ["stopped", "True"] and int(last[2]) > 0
+    assert proc.returncode == 0
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    learning_rate=st.floats(1e-3, 100.0),
+    loss=st.sampled_from(["logistic", "hinge"]),
+    normalize=st.sampled_from(["none", "l2"]),
+    use_phases=st.booleans(),
+    update_context=st.booleans(),
+    sparsity_penalty=st.sampled_from([0.0, 0.01, 1.0]),
+    seed=st.integers(0, 1000),
+)
+def test_no_nan_or_infinity_under_any_setting(
+    learning_rate: float,
+    loss: str,
+    normalize: str,
+    use_phases: bool,
+    update_context: bool,
+    sparsity_penalty: float,
+    seed: int,
+) -> None:
+    if loss == "hinge" and normalize == "none":
+        normalize = "l2"
+    texts = generate_corpus(120, seed=seed)
+    vocab = Vocabulary.from_texts(texts, min_count=1)
+    config = TrainConfig(
+        threads=1,
+        epochs=2,
+        seed=seed,
+        learning_rate=learning_rate,
+        min_lr=min(1e-4, learning_rate),
+        loss=loss,
+        normalize=normalize,
+        use_phases=use_phases,
+        update_context=update_context,
+        sparsity_penalty=sparsity_penalty,
+    )
+    trainer = Trainer(texts, vocab, config)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # collapse warnings are expected here
+        model = trainer.run()
+    freq, amp, phase = model.slot_arrays()
+    assert np.isfinite(amp).all() and np.isfinite(phase).all()
+    assert all(math.isfinite(e["loss"]) for e in trainer.epoch_stats)
+    if not use_phases:
+        active = freq != 0xFFFF
+        assert np.all(np.isclose(phase[active], 0) | np.isclose(np.abs(phase[active]), math.pi))
+
+
+def test_collapse_is_reported(corpus: list[str], vocab: Vocabulary) -> None:
+    with pytest.warns(RuntimeWarning, match="lost every active frequency"):
+        css_rs.train(corpus[:300], vocab, ONE_THREAD.replace(sparsity_penalty=50.0, epochs=1))
+
+
+def test_corpus_arrays_are_validated(vocab: Vocabulary) -> None:
+    bad_id = np.array([0, len(vocab)], dtype=np.uint32)
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        Trainer((bad_id, np.array([0, 2])), vocab, ONE_THREAD)
+    with pytest.raises(ValueError, match="offsets end at 1 but there are 2"):
+        Trainer((np.array([0, 1], dtype=np.uint32), np.array([0, 1])), vocab, ONE_THREAD)
+    with pytest.raises(ValueError, match="empty"):
+        Trainer(["x"], Vocabulary.from_texts(["a"], min_count=2), ONE_THREAD)
+    with pytest.raises(TypeError, match="single str"):
+        Trainer("just one text", vocab, ONE_THREAD)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"max_frequencies": 30, "frequency_dim": 20}, "max_frequencies = 30 is invalid"),
+        ({"window_size": 0}, r"window_size = 0 is invalid: must be an integer in \[1, 1000\]"),
+        ({"learning_rate": 0.0}, "learning_rate = 0.0 is invalid: must be a finite number > 0"),
+        ({"learning_rate": float("nan")}, "learning_rate = nan is invalid"),
+        ({"loss": "squared"}, "loss = 'squared' is invalid: must be one of 'logistic', 'hinge'"),
+        ({"loss": "hinge"}, "hinge.*normalize = 'l2' or max_norm"),
+        ({"threads": -1}, "threads = -1 is invalid"),
+        ({"exploration_fraction": 1.5}, "exploration_fraction = 1.5 is invalid"),
+    ],
+)
+def test_config_errors_name_field_value_and_range(changes: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**changes)  # type: ignore[arg-type]
