@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import mmap
 import os
 import signal
 import sys
@@ -169,6 +170,25 @@ class Corpus:
     ids: np.ndarray
     offsets: np.ndarray
     files: dict[str, FileRecord]
+    maps: list[mmap.mmap] = field(default_factory=list)
+
+    @classmethod
+    def open(cls, ids_path: Path, offsets_path: Path, files: dict[str, FileRecord]) -> Corpus:
+        maps = [_map_read_only(ids_path), _map_read_only(offsets_path)]
+        ids = np.frombuffer(maps[0], dtype=np.uint32)
+        offsets = np.frombuffer(maps[1], dtype=np.int64)
+        return cls(ids, offsets, files, maps)
+
+    def release_pages(self) -> None:
+        """Drops the corpus pages from this process's resident set. They stay in the page
+        cache and come back on the next read (a minor fault), but without this the RSS grows
+        by 4 bytes per corpus token as training reads it, which looks like a leak to anyone
+        watching memory."""
+        if not hasattr(mmap, "MADV_DONTNEED"):
+            return
+        for mapped in self.maps:
+            with contextlib.suppress(OSError, ValueError):
+                mapped.madvise(mmap.MADV_DONTNEED)
 
     @property
     def documents(self) -> int:
@@ -560,9 +580,8 @@ class TrainingRun:
         return self._map_corpus(files)
 
     def _map_corpus(self, files: dict[str, FileRecord]) -> Corpus:
-        ids = np.memmap(self.store.path_of(files["ids"].name), dtype=np.uint32, mode="r")
-        offsets = np.memmap(self.store.path_of(files["offsets"].name), dtype=np.int64, mode="r")
-        return Corpus(ids, offsets, files)
+        path_of = self.store.path_of
+        return Corpus.open(path_of(files["ids"].name), path_of(files["offsets"].name), files)
 
     # -- phase 3 --------------------------------------------------------------------------
 
@@ -608,7 +627,8 @@ class TrainingRun:
         return self.trainer.model()
 
     def _train_steps(self) -> None:
-        trainer, stats = self.trainer, self.train_stats
+        assert self.corpus is not None
+        trainer, stats, corpus = self.trainer, self.train_stats, self.corpus
         base_seconds, t0 = stats.seconds, time.monotonic()
         last_checkpoint = t0
         printed = len(stats.epoch_stats)
@@ -616,6 +636,7 @@ class TrainingRun:
             progress = trainer.progress
             while not trainer.done:
                 progress = trainer.step(seconds=self.hooks.step_seconds)
+                corpus.release_pages()
                 stats.seconds = base_seconds + time.monotonic() - t0
                 stats.tokens_per_second = float(progress.tokens_per_second)
                 bar.update(progress.tokens_done, _train_line(progress), total=progress.tokens_total)
@@ -825,6 +846,11 @@ class _HashingWriter:
             os.fsync(self._fh.fileno())
         finally:
             self._fh.close()
+
+
+def _map_read_only(path: Path) -> mmap.mmap:
+    with open(path, "rb") as fh:
+        return mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
 
 
 def save_model_atomically(model: Any, path: Path) -> None:

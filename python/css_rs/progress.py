@@ -23,6 +23,7 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.table import Column
 
 WIDTH = 70
 
@@ -120,12 +121,13 @@ class Reporter:
             return
         progress = Progress(
             TextColumn("{task.description}"),
-            BarColumn(bar_width=30),
+            BarColumn(bar_width=24),
             TaskProgressColumn(),
-            TextColumn("{task.fields[stats]}"),
             TimeElapsedColumn(),
             TextColumn("ETA"),
             TimeRemainingColumn(),
+            # Last and wrapping: on a narrow terminal the figures fold instead of being cut.
+            TextColumn("{task.fields[stats]}", table_column=Column(ratio=1, no_wrap=False)),
             console=self.console,
             transient=False,
         )
