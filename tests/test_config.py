@@ -86,7 +86,10 @@ def test_bad_env_value_gets_the_trainconfig_message() -> None:
 
 
 def test_relations_between_settings_are_checked() -> None:
-    with pytest.raises(InputError, match=r"^max_frequencies = 60 is invalid: must be <= frequency_dim \(50\) \(set by flag"):
+    with pytest.raises(
+        InputError,
+        match=r"^max_frequencies = 60 is invalid: must be <= frequency_dim \(50\) \(set by flag",
+    ):
         resolve_config(None, {"max_frequencies": "60", "frequency_dim": "50"}, {})
 
 
