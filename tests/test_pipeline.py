@@ -11,14 +11,16 @@ import errno
 import io
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from css_rs import pipeline
 from css_rs.checkpoint import Checkpoint, CheckpointStore
 from css_rs.config import TrainConfig, resolve_config
+from css_rs.errors import CssRsError
 from css_rs.pipeline import ResumePlan, TrainingRun
 from css_rs.progress import Reporter, format_count, format_rate, format_seconds
 
@@ -170,3 +172,33 @@ def test_resume_plan(
     checkpoint = checkpoint_of(phase, saved, complete=complete, state=state)
     plan = ResumePlan.for_checkpoint(checkpoint, saved.replace(**changes))
     assert (plan.stream, plan.corpus, plan.state) == expected
+
+
+def test_source_failure_keeps_every_batch_received(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reference: Any
+) -> None:
+    """A source that gives up (network down) after 6 batches: all 6 are kept, not only the 4
+    of the last periodic checkpoint, and the next run resumes after them."""
+    real_open = pipeline.open_source
+
+    class FailingSource:
+        def __init__(self, config: TrainConfig) -> None:
+            self.inner = real_open(config)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.inner, name)
+
+        def iter_batches(self) -> Iterator[Any]:
+            for i, batch in enumerate(self.inner.iter_batches()):
+                if i == 6:
+                    raise CssRsError("dataset server unreachable; run css-rs train again")
+                yield batch
+
+    monkeypatch.setattr(pipeline, "open_source", FailingSource)
+    with pytest.raises(CssRsError, match="unreachable"):
+        run_training(tmp_path, seed=2)
+    monkeypatch.undo()
+    store = CheckpointStore(tmp_path / "checkpoints" / "training_checkpoint.json")
+    assert store.load().stream["batches"] == 6
+    run_training(tmp_path, seed=2)
+    assert model_spectra(tmp_path) == reference

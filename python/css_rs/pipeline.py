@@ -42,9 +42,10 @@ from css_rs.checkpoint import (
     iter_document_chunks,
 )
 from css_rs.config import ResolvedConfig, TrainConfig, config_differences
-from css_rs.errors import InputError
+from css_rs.errors import CssRsError, InputError
 from css_rs.persistence import atomic_write_json, backup_existing, metadata_path, utc_timestamp
 from css_rs.progress import Reporter, format_count, format_rate, format_seconds
+from css_rs.training import EMPTY_WORDS_WARNING_SHARE
 
 PHASE_STREAMING = "streaming"
 PHASE_TRAINING = "training"
@@ -309,6 +310,9 @@ class TrainingRun:
         except KeyboardInterrupt:
             self._interrupted()
             raise
+        except CssRsError:
+            self._failed()
+            raise
         finally:
             if self.writer is not None:
                 self.writer.close()
@@ -414,6 +418,17 @@ class TrainingRun:
             self._write_manifest(PHASE_TRAINING, files, self.writer.records())
         if not quiet:
             self.out.saving(f"Checkpoint saved: {self.store.manifest_path}")
+
+    def _failed(self) -> None:
+        """A source gave up (network down, retries exhausted): keep what was streamed."""
+        if self._save_on_interrupt != self._checkpoint_streaming:
+            return
+        try:
+            self._checkpoint_streaming()
+        except (OSError, CssRsError) as e:  # the original error is the one to report
+            self.out.line(f"Could not save a checkpoint: {e}")
+            return
+        self.out.line(f"Resume with: {self.resume_command}")
 
     def _interrupted(self) -> None:
         self.out.line()
@@ -622,6 +637,7 @@ class TrainingRun:
         self._save_on_interrupt = self._checkpoint_training
         self._train_steps()
         self._record_epochs()
+        self._warn_if_collapsed()
         # A checkpoint of the finished state: a crash while saving then costs no training.
         self._checkpoint_training(quiet=True)
         return self.trainer.model()
@@ -650,6 +666,18 @@ class TrainingRun:
                     last_checkpoint = time.monotonic()
             bar.update(progress.tokens_done, _train_line(progress), total=progress.tokens_total)
         self._print_new_epochs(printed)
+
+    def _warn_if_collapsed(self) -> None:
+        """ALGORITHM.md: training must never collapse silently."""
+        epochs = self.train_stats.epoch_stats
+        if not epochs or "empty_words" not in epochs[-1] or len(self.vocab) == 0:
+            return
+        share = int(epochs[-1]["empty_words"]) / len(self.vocab)
+        if share > EMPTY_WORDS_WARNING_SHARE:
+            self.out.line(
+                f"warning: {share:.0%} of the vocabulary lost every active frequency; lower "
+                "sparsity_penalty or the prune thresholds, or raise learning_rate"
+            )
 
     def _record_epochs(self) -> None:
         """Merges the engine's per-epoch figures into ours (a resumed engine may only know the

@@ -36,8 +36,9 @@ def train(
 ) -> None:
     """Stream documents, build the vocabulary, train, save the model (with checkpoints).
 
-    An interrupted run (Ctrl+C, crash, power cut) resumes where its last checkpoint left off
-    when started again with the same settings.
+    Settings: defaults < --config FILE < CSS_RS_<NAME> variables < flags.
+
+    An interrupted run (Ctrl+C, crash, power cut) resumes from its last checkpoint.
     """
     with handle_errors():
         resolved = resolve_from_cli(config_file, settings)
