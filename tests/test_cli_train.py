@@ -314,12 +314,21 @@ def test_changed_settings_refuse_to_resume_unless_forced(tmp_path: Path) -> None
     assert "min_word_freq: 2 -> 3" in message and "epochs: 3 -> 2" in message
     assert "--force" in message and "--fresh" in message and "\n" not in message
     assert store.manifest_path.read_bytes() == before
-    # Where files go and how many threads run are not "different settings".
     forced = train(tmp_path, "--epochs", "2", "--min-word-freq", "3", "--force")
     assert forced.returncode == 0, forced.stderr
     assert "Setting changed (--force): epochs: 3 -> 2" in forced.stdout
     meta = json.loads((tmp_path / "models/css_model.metadata.json").read_text())
     assert meta["stats"]["documents"] == 800 and len(meta["stats"]["epochs"]) == 2
+
+
+def test_where_files_go_may_change_between_runs(tmp_path: Path, reference: dict[str, Any]) -> None:
+    interrupted_run(tmp_path, "step:3")
+    threads = train(tmp_path, "--threads", "2")
+    assert threads.returncode == 2 and "threads: 1 -> 2" in threads.stderr
+    moved = train(tmp_path, "--model-path", "elsewhere/model.json", "--keep-backups", "0")
+    assert moved.returncode == 0, moved.stderr
+    assert "Restored training state from checkpoint" in moved.stdout
+    assert spectra(tmp_path / "elsewhere/model.json") == reference
 
 
 def test_resume_from_checkpoint_false_starts_over(

@@ -171,8 +171,10 @@ def test_render_effective_names_origins() -> None:
 
 def test_config_differences_ignore_where_files_go() -> None:
     saved = TrainConfig().to_dict()
-    now = TrainConfig(threads=3, model_path="elsewhere.json", epochs=4, min_word_freq=2)
+    now = TrainConfig(model_path="elsewhere.json", keep_backups=1, epochs=4, min_word_freq=2)
     assert config_differences(saved, now) == ["min_word_freq: 5 -> 2", "epochs: 5 -> 4"]
+    # The engine's training state is tied to its thread count.
+    assert config_differences(saved, TrainConfig(threads=2)) == ["threads: 0 -> 2"]
 
 
 # --- the command line ---------------------------------------------------------------------

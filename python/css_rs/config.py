@@ -277,11 +277,10 @@ RESERVED_ENV = frozenset({"CSS_RS_CONFIG", "CSS_RS_DEBUG"})
 RESERVED_ENV_PREFIXES = ("CSS_RS_TEST_",)
 
 # Settings that may differ between a checkpoint and the run resuming it: they change where files
-# go or how often they are written, never what is computed (threads=1 is the deterministic
-# case, but resuming with more threads is a legitimate choice, not a mistake).
+# go, where data is fetched from or how often checkpoints are written, never what is computed.
+# (``threads`` is not one of them: the engine's TrainingState is tied to its thread count.)
 RESUME_NEUTRAL = frozenset(
     {
-        "threads",
         "datasets_server_endpoint",
         "hf_endpoint",
         "keep_shards",
