@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import typing
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -79,9 +80,14 @@ def with_setting_options(command: Callable[..., None]) -> Callable[..., None]:
     ``command`` takes its own parameters plus ``settings``: the ``{name: value}`` mapping of
     the setting flags (``None`` for a flag not given). typer reads the wrapper's signature.
     """
-    own = inspect.signature(command, eval_str=True)
+    # Annotations are strings here (``from __future__ import annotations``); typer needs types.
+    hints = typing.get_type_hints(command)
     names = set(TrainConfig.field_names())
-    own_params = [p for p in own.parameters.values() if p.name != "settings"]
+    own_params = [
+        p.replace(annotation=hints.get(p.name, p.annotation))
+        for p in inspect.signature(command).parameters.values()
+        if p.name != "settings"
+    ]
     clash = names & {p.name for p in own_params}
     if clash:
         raise RuntimeError(f"command parameters shadow settings: {sorted(clash)}")
