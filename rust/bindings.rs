@@ -46,9 +46,19 @@ pub(crate) fn extract_texts(texts: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
                 .unwrap_or_else(|_| "object".to_string());
             PyTypeError::new_err(format!("texts[{i}] is {tname}, expected str"))
         })?;
-        out.push(s.to_string_lossy().into_owned());
+        out.push(owned_text(s));
     }
     Ok(out)
+}
+
+/// The text as an owned Rust string. The strict conversion is the fast one; only a string
+/// with lone surrogates (e.g. bytes decoded with `surrogateescape`) takes the lossy path,
+/// where they become U+FFFD.
+fn owned_text(s: &Bound<'_, PyString>) -> String {
+    match s.to_cow() {
+        Ok(text) => text.into_owned(),
+        Err(_) => s.to_string_lossy().into_owned(),
+    }
 }
 
 fn text_of(text: &Bound<'_, PyAny>) -> PyResult<String> {

@@ -11,40 +11,75 @@ fn is_word_char(c: char) -> bool {
     c == '_' || c.is_alphanumeric()
 }
 
-/// Calls `emit` with every token of `text`, reusing one buffer so that no token allocates.
+#[inline]
+fn is_ascii_word(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_'
+}
+
+/// Calls `emit` with every token of `text`.
+///
+/// Fast path: a run of ASCII word bytes that is already lowercase is emitted as a slice of
+/// `text` (no copy); one with capitals is lowercased into a reused buffer. Anything touching
+/// non-ASCII goes through `scan_unicode`, which applies the general rule char by char.
 pub fn for_each_token<F: FnMut(&str)>(text: &str, mut emit: F) {
-    let mut token = String::new();
     let bytes = text.as_bytes();
+    let mut buf = String::new();
     let mut i = 0;
     while i < bytes.len() {
         let b = bytes[i];
-        if b.is_ascii() {
-            // Fast path: the overwhelming majority of input is ASCII.
-            if b.is_ascii_alphanumeric() || b == b'_' {
-                token.push(b.to_ascii_lowercase() as char);
-            } else if !token.is_empty() {
-                emit(&token);
-                token.clear();
-            }
+        if !b.is_ascii() {
+            i = scan_unicode(text, i, &mut buf, &mut emit);
+            continue;
+        }
+        if !is_ascii_word(b) {
             i += 1;
             continue;
         }
-        // Non-ASCII: decode one char (text is valid UTF-8, so this cannot fail).
-        let c = text[i..].chars().next().unwrap_or('\u{FFFD}');
-        i += c.len_utf8();
+        let start = i;
+        let mut upper = false;
+        while i < bytes.len() && is_ascii_word(bytes[i]) {
+            upper |= bytes[i].is_ascii_uppercase();
+            i += 1;
+        }
+        if i < bytes.len() && !bytes[i].is_ascii() {
+            // The word may continue with non-ASCII letters (e.g. "café"): redo it in full.
+            i = scan_unicode(text, start, &mut buf, &mut emit);
+        } else if upper {
+            buf.clear();
+            buf.push_str(&text[start..i]);
+            buf.make_ascii_lowercase();
+            emit(&buf);
+        } else {
+            emit(&text[start..i]);
+        }
+    }
+}
+
+/// The general rule from byte `start` (a char boundary) up to the next ASCII non-word byte or
+/// the end: lowercase each char, then split on non-word chars. Returns where it stopped.
+fn scan_unicode<F: FnMut(&str)>(text: &str, start: usize, buf: &mut String, emit: &mut F) -> usize {
+    buf.clear();
+    let mut end = text.len();
+    for (offset, c) in text[start..].char_indices() {
+        if c.is_ascii() && !is_ascii_word(c as u8) {
+            end = start + offset;
+            break;
+        }
         // Lowercase first, then classify: one char may lowercase to several.
         for lc in c.to_lowercase() {
             if is_word_char(lc) {
-                token.push(lc);
-            } else if !token.is_empty() {
-                emit(&token);
-                token.clear();
+                buf.push(lc);
+            } else if !buf.is_empty() {
+                emit(buf);
+                buf.clear();
             }
         }
     }
-    if !token.is_empty() {
-        emit(&token);
+    if !buf.is_empty() {
+        emit(buf);
+        buf.clear();
     }
+    end
 }
 
 /// The tokens of one text.
@@ -105,7 +140,36 @@ mod tests {
         );
     }
 
+    /// The plain char-by-char statement of the rule, to check the fast paths against.
+    fn reference_unicode(text: &str) -> Vec<String> {
+        let lower: String = text.chars().flat_map(char::to_lowercase).collect();
+        lower
+            .split(|c: char| !is_word_char(c))
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn mixed_scripts_and_case() {
+        for text in [
+            "ÉCOLE normale",
+            "naïve-Café_X",
+            "İstanbul",
+            "aé",
+            "éa b",
+            "a\u{301}b",
+        ] {
+            assert_eq!(tokenize(text), reference_unicode(text), "{text}");
+        }
+    }
+
     proptest! {
+        #[test]
+        fn fast_paths_equal_the_plain_rule(s in "[a-zA-Z0-9_ ,.éÉİß\u{301}日本-]{0,60}") {
+            prop_assert_eq!(tokenize(&s), reference_unicode(&s));
+        }
+
         #[test]
         fn ascii_matches_original_rule(s in "[ -~\t\n]{0,200}") {
             prop_assert_eq!(tokenize(&s), reference_ascii(&s));

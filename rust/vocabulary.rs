@@ -11,18 +11,112 @@ use serde::{Deserialize, Serialize};
 
 pub type WordCounts = FxHashMap<String, u64>;
 
-fn add_text(counts: &mut WordCounts, text: &str) -> u64 {
-    let mut tokens = 0u64;
-    for_each_token(text, |tok| {
-        tokens += 1;
-        // Look up by &str first: only a word seen for the first time allocates.
-        if let Some(c) = counts.get_mut(tok) {
-            *c += 1;
-        } else {
-            counts.insert(tok.to_string(), 1);
+/// Words up to this many bytes are counted under an inline `u128` key.
+const INLINE_WORD_BYTES: usize = 15;
+
+/// A word counter tuned for the hot loop. Short words (nearly all of them) are packed into a
+/// `u128` (bytes plus length), so a lookup hashes two machine words and compares inline keys:
+/// no pointer to chase and no memcmp. Longer words use an ordinary string map. Exact.
+#[derive(Debug, Clone, Default)]
+pub struct WordCounter {
+    short: FxHashMap<u128, u64>,
+    long: WordCounts,
+}
+
+fn pack(word: &str) -> Option<u128> {
+    let b = word.as_bytes();
+    (b.len() <= INLINE_WORD_BYTES).then(|| {
+        let mut key = [0u8; 16];
+        key[..b.len()].copy_from_slice(b);
+        key[15] = b.len() as u8;
+        u128::from_le_bytes(key)
+    })
+}
+
+fn unpack(key: u128) -> String {
+    let bytes = key.to_le_bytes();
+    let len = bytes[15] as usize;
+    // The bytes are a prefix of a &str that ended at a char boundary: valid UTF-8.
+    String::from_utf8_lossy(&bytes[..len]).into_owned()
+}
+
+impl WordCounter {
+    fn with_capacity(n: usize) -> Self {
+        WordCounter {
+            short: FxHashMap::with_capacity_and_hasher(n, Default::default()),
+            long: WordCounts::default(),
         }
-    });
-    tokens
+    }
+
+    #[inline]
+    fn add(&mut self, word: &str) {
+        match pack(word) {
+            Some(key) => *self.short.entry(key).or_insert(0) += 1,
+            None => {
+                if let Some(c) = self.long.get_mut(word) {
+                    *c += 1;
+                } else {
+                    self.long.insert(word.to_string(), 1);
+                }
+            }
+        }
+    }
+
+    fn add_text(&mut self, text: &str) -> u64 {
+        let mut tokens = 0u64;
+        for_each_token(text, |tok| {
+            tokens += 1;
+            self.add(tok);
+        });
+        tokens
+    }
+
+    fn add_count(&mut self, word: &str, count: u64) {
+        match pack(word) {
+            Some(key) => *self.short.entry(key).or_insert(0) += count,
+            None => *self.long.entry(word.to_string()).or_insert(0) += count,
+        }
+    }
+
+    fn merge(&mut self, other: WordCounter) {
+        for (k, c) in other.short {
+            *self.short.entry(k).or_insert(0) += c;
+        }
+        merge_into(&mut self.long, other.long);
+    }
+
+    fn merge_ref(&mut self, other: &WordCounter) {
+        for (&k, &c) in &other.short {
+            *self.short.entry(k).or_insert(0) += c;
+        }
+        for (w, &c) in &other.long {
+            *self.long.entry(w.clone()).or_insert(0) += c;
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.short.len() + self.long.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Words with at least `min_count` occurrences (only those are turned into strings).
+    fn frequent(&self, min_count: u64) -> Vec<(String, u64)> {
+        let short = self.short.iter().filter(|(_, &c)| c >= min_count);
+        let long = self.long.iter().filter(|(_, &c)| c >= min_count);
+        short
+            .map(|(&k, &c)| (unpack(k), c))
+            .chain(long.map(|(w, &c)| (w.clone(), c)))
+            .collect()
+    }
+
+    fn to_counts(&self) -> WordCounts {
+        let mut out = self.long.clone();
+        out.extend(self.short.iter().map(|(&k, &c)| (unpack(k), c)));
+        out
+    }
 }
 
 fn merge_into(into: &mut WordCounts, from: WordCounts) {
@@ -32,44 +126,80 @@ fn merge_into(into: &mut WordCounts, from: WordCounts) {
 }
 
 /// Counts words of many texts in parallel; returns the counts and the number of tokens.
-pub fn count_texts<S: AsRef<str> + Sync>(texts: &[S]) -> (WordCounts, u64) {
-    texts
-        .par_iter()
-        .fold(
-            || (WordCounts::default(), 0u64),
-            |(mut counts, n), text| {
-                let added = add_text(&mut counts, text.as_ref());
-                (counts, n + added)
-            },
-        )
-        .reduce(
-            || (WordCounts::default(), 0u64),
-            |(mut a, na), (b, nb)| {
-                // Merge the smaller map into the larger one.
-                if a.len() < b.len() {
-                    let mut b = b;
-                    merge_into(&mut b, a);
-                    (b, na + nb)
-                } else {
-                    merge_into(&mut a, b);
-                    (a, na + nb)
-                }
-            },
-        )
+///
+/// Texts are cut into one contiguous chunk of similar byte size per thread, each counted into
+/// its own map; the maps are then merged. Letting rayon
+/// split freely would create one map per stolen job and spend more time merging than counting.
+pub fn count_texts<S: AsRef<str> + Sync>(texts: &[S]) -> (WordCounter, u64) {
+    let chunks = byte_balanced_chunks(texts, rayon::current_num_threads());
+    let mut parts: Vec<(WordCounter, u64)> = chunks
+        .into_par_iter()
+        .map(|range| {
+            // Distinct words grow roughly with text size; sizing the map up front (about one
+            // slot per 128 bytes) saves most of the rehashing as it grows.
+            let bytes: usize = texts[range.clone()].iter().map(|t| t.as_ref().len()).sum();
+            let mut counter = WordCounter::with_capacity(bytes / 128);
+            let tokens = texts[range]
+                .iter()
+                .map(|t| counter.add_text(t.as_ref()))
+                .sum();
+            (counter, tokens)
+        })
+        .collect();
+    // Merge into the largest map: fewest insertions.
+    parts.sort_by_key(|(c, _)| std::cmp::Reverse(c.len()));
+    let mut iter = parts.into_iter();
+    let (mut total, mut tokens) = iter.next().unwrap_or_default();
+    for (counter, n) in iter {
+        total.merge(counter);
+        tokens += n;
+    }
+    (total, tokens)
+}
+
+/// Index ranges that split `texts` into at most `n` runs of roughly equal total length.
+fn byte_balanced_chunks<S: AsRef<str>>(texts: &[S], n: usize) -> Vec<std::ops::Range<usize>> {
+    let total: usize = texts.iter().map(|t| t.as_ref().len() + 1).sum();
+    let target = total.div_ceil(n.max(1)).max(1);
+    let mut out = Vec::new();
+    let (mut start, mut acc) = (0, 0);
+    for (i, t) in texts.iter().enumerate() {
+        acc += t.as_ref().len() + 1;
+        if acc >= target {
+            out.push(start..i + 1);
+            start = i + 1;
+            acc = 0;
+        }
+    }
+    if start < texts.len() {
+        out.push(start..texts.len());
+    }
+    out
 }
 
 /// Words with their counts, ids fixed, plus the raw counts that produced them (so that counting
 /// can go on after a checkpoint and a rebuild gives the same ids).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default)]
 pub struct Vocabulary {
+    raw: WordCounter,
+    total_tokens: u64,
+    min_count: u64,
+    max_size: usize,
+    words: Vec<String>,
+    counts: Vec<u64>,
+    index: FxHashMap<String, u32>,
+    built: bool,
+}
+
+/// The JSON form of a vocabulary (raw counts as a plain word -> count object).
+#[derive(Serialize, Deserialize)]
+struct VocabularyJson {
     raw: WordCounts,
     total_tokens: u64,
     min_count: u64,
     max_size: usize,
     words: Vec<String>,
     counts: Vec<u64>,
-    #[serde(skip)]
-    index: FxHashMap<String, u32>,
     built: bool,
 }
 
@@ -81,7 +211,11 @@ impl Vocabulary {
     /// Counts the words of `texts` (parallel). Invalidates a previous build.
     pub fn update<S: AsRef<str> + Sync>(&mut self, texts: &[S]) -> u64 {
         let (counts, tokens) = count_texts(texts);
-        merge_into(&mut self.raw, counts);
+        if self.raw.is_empty() {
+            self.raw = counts;
+        } else {
+            self.raw.merge(counts);
+        }
         self.total_tokens += tokens;
         self.built = false;
         tokens
@@ -91,15 +225,13 @@ impl Vocabulary {
     pub fn add_counts<I: IntoIterator<Item = (String, u64)>>(&mut self, counts: I) {
         for (w, c) in counts {
             self.total_tokens += c;
-            *self.raw.entry(w).or_insert(0) += c;
+            self.raw.add_count(&w, c);
         }
         self.built = false;
     }
 
     pub fn merge(&mut self, other: &Vocabulary) {
-        for (w, c) in &other.raw {
-            *self.raw.entry(w.clone()).or_insert(0) += *c;
-        }
+        self.raw.merge_ref(&other.raw);
         self.total_tokens += other.total_tokens;
         self.built = false;
     }
@@ -113,16 +245,11 @@ impl Vocabulary {
         if max_size < 1 {
             return Err(CssError::invalid("max_size", max_size, "must be >= 1"));
         }
-        let mut kept: Vec<(&String, u64)> = self
-            .raw
-            .iter()
-            .filter(|(_, &c)| c >= min_count)
-            .map(|(w, &c)| (w, c))
-            .collect();
-        kept.par_sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+        let mut kept = self.raw.frequent(min_count);
+        kept.par_sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         kept.truncate(max_size);
-        self.words = kept.iter().map(|(w, _)| (*w).clone()).collect();
         self.counts = kept.iter().map(|(_, c)| *c).collect();
+        self.words = kept.into_iter().map(|(w, _)| w).collect();
         self.min_count = min_count;
         self.max_size = max_size;
         self.built = true;
@@ -148,8 +275,12 @@ impl Vocabulary {
                 counts.len()
             )));
         }
+        let mut raw = WordCounter::default();
+        for (w, &c) in words.iter().zip(&counts) {
+            raw.add_count(w, c);
+        }
         let mut v = Vocabulary {
-            raw: words.iter().cloned().zip(counts.iter().copied()).collect(),
+            raw,
             total_tokens: counts.iter().sum(),
             min_count: 1,
             max_size: words.len().max(1),
@@ -198,16 +329,17 @@ impl Vocabulary {
         self.raw.len()
     }
 
+    /// Every word counted so far (in or out of the vocabulary) with its count.
+    pub fn raw_counts(&self) -> WordCounts {
+        self.raw.to_counts()
+    }
+
     pub fn min_count(&self) -> u64 {
         self.min_count
     }
 
     pub fn max_size(&self) -> usize {
         self.max_size
-    }
-
-    pub fn raw_counts(&self) -> &WordCounts {
-        &self.raw
     }
 
     pub fn words(&self) -> &[String] {
@@ -267,17 +399,40 @@ impl Vocabulary {
     }
 
     pub fn to_json(&self) -> Result<String> {
-        serde_json::to_string(self).map_err(|e| CssError::InvalidData(e.to_string()))
+        let json = VocabularyJson {
+            raw: self.raw.to_counts(),
+            total_tokens: self.total_tokens,
+            min_count: self.min_count,
+            max_size: self.max_size,
+            words: self.words.clone(),
+            counts: self.counts.clone(),
+            built: self.built,
+        };
+        serde_json::to_string(&json).map_err(|e| CssError::InvalidData(e.to_string()))
     }
 
     pub fn from_json(text: &str) -> Result<Self> {
-        let mut v: Vocabulary = serde_json::from_str(text)
+        let j: VocabularyJson = serde_json::from_str(text)
             .map_err(|e| CssError::InvalidData(format!("invalid vocabulary JSON: {e}")))?;
-        if v.words.len() != v.counts.len() {
+        if j.words.len() != j.counts.len() {
             return Err(CssError::InvalidData(
                 "invalid vocabulary JSON: words and counts differ in length".to_string(),
             ));
         }
+        let mut raw = WordCounter::default();
+        for (w, c) in &j.raw {
+            raw.add_count(w, *c);
+        }
+        let mut v = Vocabulary {
+            raw,
+            total_tokens: j.total_tokens,
+            min_count: j.min_count,
+            max_size: j.max_size,
+            words: j.words,
+            counts: j.counts,
+            index: FxHashMap::default(),
+            built: j.built,
+        };
         v.rebuild_index();
         Ok(v)
     }
