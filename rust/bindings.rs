@@ -380,7 +380,7 @@ impl PyTrainer {
             let ids_s = ids_ro.as_slice()?;
             let off_s = off_ro.as_slice()?;
             py.detach(|| {
-                let corpus = Corpus::new(ids_s, off_s, counts.len())?;
+                let corpus = Corpus::new(ids_s, off_s)?;
                 match state {
                     Some(bytes) => Trainer::resume(params, &counts, &corpus, bytes),
                     None => Trainer::new(params, &counts, &corpus),

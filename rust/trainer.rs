@@ -254,7 +254,9 @@ pub struct Corpus<'a> {
 }
 
 impl<'a> Corpus<'a> {
-    pub fn new(ids: &'a [u32], offsets: &'a [i64], vocab_size: usize) -> Result<Self> {
+    /// Checks the offsets. Token ids are checked as training reads them (see
+    /// `train_document`): a scan here would make a memory-mapped corpus resident all at once.
+    pub fn new(ids: &'a [u32], offsets: &'a [i64]) -> Result<Self> {
         if offsets.is_empty() || offsets[0] != 0 {
             return Err(CssError::InvalidData(
                 "corpus offsets must start with 0 (one more offset than documents)".to_string(),
@@ -271,11 +273,6 @@ impl<'a> Corpus<'a> {
             return Err(CssError::InvalidData(
                 "corpus offsets must not decrease".to_string(),
             ));
-        }
-        if let Some(bad) = ids.par_iter().find_any(|&&id| id as usize >= vocab_size) {
-            return Err(CssError::InvalidData(format!(
-                "token id {bad} is outside the vocabulary (0..{vocab_size})"
-            )));
         }
         Ok(Corpus { ids, offsets })
     }
@@ -610,7 +607,7 @@ impl Trainer {
                 continue;
             }
             let epoch_start = Instant::now();
-            let tally = self.run_workers(corpus, deadline);
+            let tally = self.run_workers(corpus, deadline)?;
             self.epoch_seconds += epoch_start.elapsed().as_secs_f64();
             self.epoch_tally.add(&tally);
             self.window_tally.add(&tally);
@@ -635,7 +632,7 @@ impl Trainer {
         Ok(())
     }
 
-    fn run_workers(&mut self, corpus: &Corpus<'_>, deadline: Instant) -> Tally {
+    fn run_workers(&mut self, corpus: &Corpus<'_>, deadline: Instant) -> Result<Tally> {
         let shared = Shared {
             params: &self.params,
             spectra: &self.spectra,
@@ -647,17 +644,30 @@ impl Trainer {
             epoch: self.epoch,
         };
         let workers = &mut self.workers;
-        let tallies: Vec<Tally> = self.pool.install(|| {
+        let results: Vec<_> = self.pool.install(|| {
             workers
                 .par_iter_mut()
                 .map(|w| run_worker(&shared, corpus, w, deadline))
                 .collect()
         });
         let mut total = Tally::default();
-        for t in &tallies {
-            total.add(t);
+        let mut bad_id = None;
+        for r in results {
+            match r {
+                Ok(t) => total.add(&t),
+                Err((id, t)) => {
+                    total.add(&t);
+                    bad_id = bad_id.or(Some(id));
+                }
+            }
         }
-        total
+        match bad_id {
+            None => Ok(total),
+            Some(id) => Err(CssError::InvalidData(format!(
+                "token id {id} is outside the vocabulary (0..{})",
+                self.keep_prob.len()
+            ))),
+        }
     }
 
     pub fn current_learning_rate(&self) -> f64 {
@@ -973,25 +983,29 @@ impl Scratch {
     }
 }
 
+/// Trains the worker's documents until its slice ends or the deadline passes. Returns the
+/// tally, or the first out-of-vocabulary token id met (its document is left untrained).
 fn run_worker(
     sh: &Shared<'_>,
     corpus: &Corpus<'_>,
     w: &mut WorkerCursor,
     deadline: Instant,
-) -> Tally {
+) -> std::result::Result<Tally, (u32, Tally)> {
     let mut scratch = Scratch::new(sh.params);
     let mut tally = Tally::default();
     let check_every = sh.params.training_batch_size.max(1);
     let mut since_check = 0usize;
     while w.next_doc < w.end_doc {
-        train_document(
+        if let Err(bad) = train_document(
             sh,
             corpus.doc(w.next_doc),
             w.next_doc,
             &mut w.rng,
             &mut scratch,
             &mut tally,
-        );
+        ) {
+            return Err((bad, tally));
+        }
         w.next_doc += 1;
         since_check += 1;
         // Checking the clock per work unit (training_batch_size documents) keeps it cheap.
@@ -1002,7 +1016,7 @@ fn run_worker(
             }
         }
     }
-    tally
+    Ok(tally)
 }
 
 fn train_document(
@@ -1012,7 +1026,7 @@ fn train_document(
     rng: &mut Rng,
     s: &mut Scratch,
     tally: &mut Tally,
-) {
+) -> std::result::Result<(), u32> {
     let p = sh.params;
     let done = sh.tokens_done.load(Relaxed);
     let progress = done as f64 / sh.total_planned as f64;
@@ -1020,7 +1034,10 @@ fn train_document(
     let explore = progress < p.exploration_fraction;
     s.sentence.clear();
     for &id in doc {
-        let keep = sh.keep_prob[id as usize];
+        // The only check of token ids: before any update of this document.
+        let Some(&keep) = sh.keep_prob.get(id as usize) else {
+            return Err(id);
+        };
         if keep >= 1.0 || rng.next_f32() < keep {
             s.sentence.push(id);
         }
@@ -1032,6 +1049,7 @@ fn train_document(
         train_position(sh, t, lr, explore, sample_loss, rng, s, tally);
     }
     sh.tokens_done.fetch_add(doc.len() as u64, Relaxed);
+    Ok(())
 }
 
 #[inline]
@@ -1402,7 +1420,7 @@ mod tests {
 
     fn train_all(params: TrainParams, ids: &[u32], offsets: &[i64]) -> Trainer {
         let counts = vec![100u64; 10];
-        let corpus = Corpus::new(ids, offsets, 10).unwrap();
+        let corpus = Corpus::new(ids, offsets).unwrap();
         let mut t = Trainer::new(params, &counts, &corpus).unwrap();
         while !t.is_done() {
             t.step(&corpus, Duration::from_secs(60)).unwrap();
@@ -1423,7 +1441,7 @@ mod tests {
         let (ids, offsets) = clustered_corpus(200, 2);
         let reference = train_all(small_params(1), &ids, &offsets).state_bytes();
         let counts = vec![100u64; 10];
-        let corpus = Corpus::new(&ids, &offsets, 10).unwrap();
+        let corpus = Corpus::new(&ids, &offsets).unwrap();
         let mut t = Trainer::new(small_params(1), &counts, &corpus).unwrap();
         let mut steps = 0;
         while !t.is_done() {
@@ -1453,7 +1471,7 @@ mod tests {
     fn resume_rejects_other_settings_and_corrupt_state() {
         let (ids, offsets) = clustered_corpus(20, 4);
         let counts = vec![100u64; 10];
-        let corpus = Corpus::new(&ids, &offsets, 10).unwrap();
+        let corpus = Corpus::new(&ids, &offsets).unwrap();
         let t = Trainer::new(small_params(1), &counts, &corpus).unwrap();
         let bytes = t.state_bytes();
         let other = TrainParams {
@@ -1469,11 +1487,20 @@ mod tests {
 
     #[test]
     fn corpus_validation() {
-        assert!(Corpus::new(&[1, 2], &[0, 2], 3).is_ok());
-        assert!(Corpus::new(&[1, 5], &[0, 2], 3).is_err());
-        assert!(Corpus::new(&[1, 2], &[0, 1], 3).is_err());
-        assert!(Corpus::new(&[1, 2], &[1, 2], 3).is_err());
-        assert!(Corpus::new(&[1, 2], &[0, 2, 1, 2], 3).is_err());
+        assert!(Corpus::new(&[1, 2], &[0, 2]).is_ok());
+        assert!(Corpus::new(&[1, 2], &[0, 1]).is_err());
+        assert!(Corpus::new(&[1, 2], &[1, 2]).is_err());
+        assert!(Corpus::new(&[1, 2], &[0, 2, 1, 2]).is_err());
+        // Ids are checked when training reads them, before any update of their document.
+        let counts = vec![1u64; 3];
+        let corpus = Corpus::new(&[1, 5], &[0, 2]).unwrap();
+        let mut t = Trainer::new(small_params(1), &counts, &corpus).unwrap();
+        let before = t.snapshot();
+        let err = t.step(&corpus, Duration::from_secs(1)).unwrap_err();
+        assert!(err
+            .to_string()
+            .contains("token id 5 is outside the vocabulary (0..3)"));
+        assert_eq!(t.snapshot(), before);
     }
 
     #[test]

@@ -224,8 +224,9 @@ def test_collapse_is_reported(corpus: list[str], vocab: Vocabulary) -> None:
 
 def test_corpus_arrays_are_validated(vocab: Vocabulary) -> None:
     bad_id = np.array([0, len(vocab)], dtype=np.uint32)
-    with pytest.raises(ValueError, match="outside the vocabulary"):
-        Trainer((bad_id, np.array([0, 2])), vocab, ONE_THREAD)
+    trainer = Trainer((bad_id, np.array([0, 2])), vocab, ONE_THREAD)
+    with pytest.raises(ValueError, match=f"token id {len(vocab)} is outside the vocabulary"):
+        trainer.run()
     with pytest.raises(ValueError, match="offsets end at 1 but there are 2"):
         Trainer((np.array([0, 1], dtype=np.uint32), np.array([0, 1])), vocab, ONE_THREAD)
     with pytest.raises(ValueError, match="empty"):
