@@ -7,7 +7,7 @@
 
 use crate::error::{CssError, Result};
 use crate::rng::Rng;
-use std::sync::atomic::{AtomicU16, AtomicU32, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// Frequency value of an empty slot.
 pub const EMPTY: u16 = u16::MAX;
@@ -55,11 +55,26 @@ pub struct InitParams {
     pub use_phases: bool,
 }
 
+/// Shared, trainable spectra. Each word is one contiguous record of `u64` atomics, so that an
+/// update touches two cache lines rather than one per array (training is memory-bound):
+///
+/// `[ frequencies, 4 x u16 per u64 (EMPTY-padded) | K complex slots (re bits low, im bits
+/// high) | update counter ]`
 pub struct SharedSpectra {
     k: usize,
-    freq: Vec<AtomicU16>,
-    re: Vec<AtomicU32>,
-    im: Vec<AtomicU32>,
+    freq_words: usize,
+    stride: usize,
+    data: Vec<AtomicU64>,
+}
+
+#[inline]
+fn pack_complex(re: f32, im: f32) -> u64 {
+    re.to_bits() as u64 | ((im.to_bits() as u64) << 32)
+}
+
+#[inline]
+fn unpack_complex(x: u64) -> (f32, f32) {
+    (f32::from_bits(x as u32), f32::from_bits((x >> 32) as u32))
 }
 
 impl SharedSpectra {
@@ -95,23 +110,49 @@ impl SharedSpectra {
     }
 
     pub fn empty(vocab_size: usize, k: usize) -> Self {
-        let n = vocab_size * k;
+        let freq_words = k.div_ceil(4);
+        let stride = freq_words + k + 1;
+        let data = (0..vocab_size * stride)
+            .map(|i| {
+                // Frequency words start all-EMPTY; everything else zero.
+                AtomicU64::new(if i % stride < freq_words { u64::MAX } else { 0 })
+            })
+            .collect();
         SharedSpectra {
             k,
-            freq: (0..n).map(|_| AtomicU16::new(EMPTY)).collect(),
-            re: (0..n).map(|_| AtomicU32::new(0)).collect(),
-            im: (0..n).map(|_| AtomicU32::new(0)).collect(),
+            freq_words,
+            stride,
+            data,
         }
     }
 
-    /// Rebuilds shared storage from raw slot arrays (a checkpoint).
-    pub fn from_raw(k: usize, freq: Vec<u16>, re_bits: Vec<u32>, im_bits: Vec<u32>) -> Self {
-        SharedSpectra {
-            k,
-            freq: freq.into_iter().map(AtomicU16::new).collect(),
-            re: re_bits.into_iter().map(AtomicU32::new).collect(),
-            im: im_bits.into_iter().map(AtomicU32::new).collect(),
+    /// Rebuilds shared storage from raw slot arrays (a checkpoint): per slot the frequency and
+    /// the bit patterns of re and im, plus each word's update counter.
+    pub fn from_raw(
+        k: usize,
+        freq: &[u16],
+        re_bits: &[u32],
+        im_bits: &[u32],
+        counters: &[u32],
+    ) -> Self {
+        let v = counters.len();
+        let s = SharedSpectra::empty(v, k);
+        for w in 0..v {
+            let base = w * s.stride;
+            for (j, chunk) in freq[w * k..(w + 1) * k].chunks(4).enumerate() {
+                let mut packed = u64::MAX;
+                for (i, &f) in chunk.iter().enumerate() {
+                    packed = (packed & !(0xFFFF << (16 * i))) | ((f as u64) << (16 * i));
+                }
+                s.data[base + j].store(packed, Relaxed);
+            }
+            for j in 0..k {
+                let x = re_bits[w * k + j] as u64 | ((im_bits[w * k + j] as u64) << 32);
+                s.data[base + s.freq_words + j].store(x, Relaxed);
+            }
+            s.counter(w).store(counters[w] as u64, Relaxed);
         }
+        s
     }
 
     pub fn k(&self) -> usize {
@@ -119,20 +160,35 @@ impl SharedSpectra {
     }
 
     pub fn vocab_size(&self) -> usize {
-        self.freq.len() / self.k.max(1)
+        self.data.len() / self.stride
+    }
+
+    /// Word `w`'s update counter (used to schedule refinement pruning).
+    #[inline]
+    pub fn counter(&self, w: usize) -> &AtomicU64 {
+        &self.data[w * self.stride + self.stride - 1]
+    }
+
+    #[inline]
+    fn slot_freq(&self, base: usize, j: usize) -> u16 {
+        (self.data[base + j / 4].load(Relaxed) >> (16 * (j % 4))) as u16
     }
 
     /// Copies word `w`'s non-empty slots into `buf`.
     #[inline]
     pub fn load(&self, w: usize, buf: &mut WordBuf) {
         buf.len = 0;
-        let base = w * self.k;
-        for i in base..base + self.k {
-            let f = self.freq[i].load(Relaxed);
-            if f != EMPTY {
-                let re = f32::from_bits(self.re[i].load(Relaxed));
-                let im = f32::from_bits(self.im[i].load(Relaxed));
-                buf.push(f, re, im);
+        let base = w * self.stride;
+        let values = base + self.freq_words;
+        for q in 0..self.freq_words {
+            let packed = self.data[base + q].load(Relaxed);
+            for i in 0..4 {
+                let j = q * 4 + i;
+                let f = (packed >> (16 * i)) as u16;
+                if j < self.k && f != EMPTY {
+                    let (re, im) = unpack_complex(self.data[values + j].load(Relaxed));
+                    buf.push(f, re, im);
+                }
             }
         }
     }
@@ -140,58 +196,66 @@ impl SharedSpectra {
     /// Writes `buf` into word `w`'s slots; the remaining slots become empty.
     #[inline]
     pub fn store(&self, w: usize, buf: &WordBuf) {
-        let base = w * self.k;
-        for j in 0..self.k {
-            let i = base + j;
-            if j < buf.len {
-                self.freq[i].store(buf.freq[j], Relaxed);
-                self.re[i].store(buf.re[j].to_bits(), Relaxed);
-                self.im[i].store(buf.im[j].to_bits(), Relaxed);
-            } else {
-                self.freq[i].store(EMPTY, Relaxed);
-            }
-        }
+        self.store_entries(w, (0..buf.len).map(|j| (buf.freq[j], buf.re[j], buf.im[j])));
     }
 
     /// Writes up to K `(frequency, re, im)` entries into word `w`; remaining slots become empty.
     #[inline]
     pub fn store_entries<I: Iterator<Item = (u16, f32, f32)>>(&self, w: usize, entries: I) {
-        let base = w * self.k;
-        let mut j = 0;
-        for (f, re, im) in entries.take(self.k) {
-            self.freq[base + j].store(f, Relaxed);
-            self.re[base + j].store(re.to_bits(), Relaxed);
-            self.im[base + j].store(im.to_bits(), Relaxed);
-            j += 1;
+        let base = w * self.stride;
+        let values = base + self.freq_words;
+        let mut packed = [u64::MAX; MAX_K / 4];
+        for (j, (f, re, im)) in entries.take(self.k).enumerate() {
+            let shift = 16 * (j % 4);
+            packed[j / 4] = (packed[j / 4] & !(0xFFFF << shift)) | ((f as u64) << shift);
+            self.data[values + j].store(pack_complex(re, im), Relaxed);
         }
-        for i in base + j..base + self.k {
-            self.freq[i].store(EMPTY, Relaxed);
+        for (q, &p) in packed.iter().enumerate().take(self.freq_words) {
+            self.data[base + q].store(p, Relaxed);
         }
+    }
+
+    fn word_freqs(&self, w: usize) -> impl Iterator<Item = u16> + '_ {
+        let base = w * self.stride;
+        (0..self.k).map(move |j| self.slot_freq(base, j))
     }
 
     /// Active (non-empty) slots over the whole vocabulary.
     pub fn active_slots(&self) -> u64 {
-        self.freq
-            .iter()
-            .filter(|f| f.load(Relaxed) != EMPTY)
-            .count() as u64
+        (0..self.vocab_size())
+            .map(|w| self.word_freqs(w).filter(|&f| f != EMPTY).count() as u64)
+            .sum()
     }
 
     /// Words that have lost every entry.
     pub fn empty_words(&self) -> usize {
-        self.freq
-            .chunks(self.k.max(1))
-            .filter(|c| c.iter().all(|f| f.load(Relaxed) == EMPTY))
+        (0..self.vocab_size())
+            .filter(|&w| self.word_freqs(w).all(|f| f == EMPTY))
             .count()
     }
 
-    /// Raw slot arrays (checkpointing): frequencies and the bit patterns of re and im.
-    pub fn to_raw(&self) -> (Vec<u16>, Vec<u32>, Vec<u32>) {
-        (
-            self.freq.iter().map(|a| a.load(Relaxed)).collect(),
-            self.re.iter().map(|a| a.load(Relaxed)).collect(),
-            self.im.iter().map(|a| a.load(Relaxed)).collect(),
-        )
+    /// Raw slot arrays (checkpointing): frequencies, the bit patterns of re and im (slot by
+    /// slot, V*K each), and each word's update counter.
+    pub fn to_raw(&self) -> (Vec<u16>, Vec<u32>, Vec<u32>, Vec<u32>) {
+        let v = self.vocab_size();
+        let n = v * self.k;
+        let (mut freq, mut re, mut im) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        let mut counters = Vec::with_capacity(v);
+        for w in 0..v {
+            let base = w * self.stride;
+            for j in 0..self.k {
+                freq.push(self.slot_freq(base, j));
+                let x = self.data[base + self.freq_words + j].load(Relaxed);
+                re.push(x as u32);
+                im.push((x >> 32) as u32);
+            }
+            counters.push(self.counter(w).load(Relaxed) as u32);
+        }
+        (freq, re, im, counters)
     }
 
     /// The immutable query form: entries coalesced (a torn concurrent write can duplicate a
@@ -353,12 +417,9 @@ impl Spectra {
 
     /// Back to shared (trainable) storage, e.g. to continue training a loaded model.
     pub fn to_shared(&self) -> SharedSpectra {
-        SharedSpectra::from_raw(
-            self.k,
-            self.freq.clone(),
-            self.re.iter().map(|x| x.to_bits()).collect(),
-            self.im.iter().map(|x| x.to_bits()).collect(),
-        )
+        let re: Vec<u32> = self.re.iter().map(|x| x.to_bits()).collect();
+        let im: Vec<u32> = self.im.iter().map(|x| x.to_bits()).collect();
+        SharedSpectra::from_raw(self.k, &self.freq, &re, &im, &vec![0; self.vocab_size])
     }
 }
 
@@ -394,9 +455,32 @@ mod tests {
     #[test]
     fn raw_round_trip_is_exact() {
         let s = SharedSpectra::random(20, &params(), 9);
-        let (f, r, i) = s.to_raw();
-        let back = SharedSpectra::from_raw(6, f.clone(), r.clone(), i.clone());
-        assert_eq!(back.to_raw(), (f, r, i));
+        s.counter(3).store(17, Relaxed);
+        let (f, r, i, c) = s.to_raw();
+        assert_eq!(c[3], 17);
+        let back = SharedSpectra::from_raw(6, &f, &r, &i, &c);
+        assert_eq!(back.to_raw(), (f, r, i, c));
+    }
+
+    #[test]
+    fn store_and_load_any_k() {
+        for k in [1, 3, 4, 5, 8, 9, 64] {
+            let s = SharedSpectra::empty(3, k);
+            let mut buf = WordBuf::default();
+            for j in 0..k.min(5) {
+                buf.push(j as u16 * 3, j as f32, -(j as f32));
+            }
+            s.store(1, &buf);
+            let mut back = WordBuf::default();
+            s.load(1, &mut back);
+            assert_eq!(back.len, buf.len);
+            assert_eq!(back.freq[..back.len], buf.freq[..buf.len]);
+            assert_eq!(back.im[..back.len], buf.im[..buf.len]);
+            s.load(0, &mut back);
+            assert_eq!(back.len, 0);
+            assert_eq!(s.active_slots(), k.min(5) as u64);
+            assert_eq!(s.empty_words(), 2);
+        }
     }
 
     #[test]

@@ -13,7 +13,7 @@ use crate::sampler::AliasSampler;
 use crate::spectra::{InitParams, SharedSpectra, Spectra, WordBuf, MAX_K};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 /// Amplitudes are clamped here so that even absurd learning rates can never overflow f32 into
@@ -396,7 +396,6 @@ const STATE_MAGIC: &[u8; 8] = b"CSSSTAT1";
 pub struct Trainer {
     params: TrainParams,
     spectra: SharedSpectra,
-    updates: Vec<AtomicU32>,
     sampler: AliasSampler,
     keep_prob: Vec<f32>,
     corpus_tokens: u64,
@@ -469,7 +468,7 @@ impl Trainer {
         state: &[u8],
     ) -> Result<Self> {
         params.validate()?;
-        let (header, spectra, updates) = decode_state(state)?;
+        let (header, spectra) = decode_state(state)?;
         if header.params != params {
             return Err(CssError::InvalidData(
                 "the training state was made with different settings".to_string(),
@@ -491,9 +490,6 @@ impl Trainer {
             ));
         }
         let mut t = Trainer::assemble(params, counts, corpus, spectra)?;
-        for (a, b) in t.updates.iter().zip(updates) {
-            a.store(b, Relaxed);
-        }
         t.epoch = header.epoch;
         t.workers = header.workers;
         t.tokens_done = AtomicU64::new(header.tokens_done);
@@ -523,7 +519,6 @@ impl Trainer {
         };
         Ok(Trainer {
             keep_prob: keep_probabilities(counts, params.sample),
-            updates: (0..counts.len()).map(|_| AtomicU32::new(0)).collect(),
             sampler,
             spectra,
             corpus_tokens: corpus.tokens(),
@@ -636,7 +631,6 @@ impl Trainer {
         let shared = Shared {
             params: &self.params,
             spectra: &self.spectra,
-            updates: &self.updates,
             sampler: &self.sampler,
             keep_prob: &self.keep_prob,
             tokens_done: &self.tokens_done,
@@ -733,14 +727,14 @@ impl Trainer {
             epoch_stats: self.epoch_stats.clone(),
             done: self.done,
         };
-        encode_state(&header, &self.spectra, &self.updates)
+        encode_state(&header, &self.spectra)
     }
 }
 
-fn encode_state(header: &StateHeader, spectra: &SharedSpectra, updates: &[AtomicU32]) -> Vec<u8> {
+fn encode_state(header: &StateHeader, spectra: &SharedSpectra) -> Vec<u8> {
     let head = serde_json::to_vec(header).expect("state header serialises");
-    let (freq, re, im) = spectra.to_raw();
-    let mut out = Vec::with_capacity(16 + head.len() + freq.len() * 10 + updates.len() * 4);
+    let (freq, re, im, counters) = spectra.to_raw();
+    let mut out = Vec::with_capacity(32 + head.len() + freq.len() * 10 + counters.len() * 4);
     out.extend_from_slice(STATE_MAGIC);
     out.extend_from_slice(&(head.len() as u64).to_le_bytes());
     out.extend_from_slice(&head);
@@ -752,9 +746,9 @@ fn encode_state(header: &StateHeader, spectra: &SharedSpectra, updates: &[Atomic
         .for_each(|x| out.extend_from_slice(&x.to_le_bytes()));
     im.iter()
         .for_each(|x| out.extend_from_slice(&x.to_le_bytes()));
-    updates
+    counters
         .iter()
-        .for_each(|x| out.extend_from_slice(&x.load(Relaxed).to_le_bytes()));
+        .for_each(|x| out.extend_from_slice(&x.to_le_bytes()));
     out
 }
 
@@ -790,7 +784,7 @@ impl<'a> Reader<'a> {
     }
 }
 
-fn decode_state(bytes: &[u8]) -> Result<(StateHeader, SharedSpectra, Vec<u32>)> {
+fn decode_state(bytes: &[u8]) -> Result<(StateHeader, SharedSpectra)> {
     let mut r = Reader { buf: bytes, pos: 0 };
     if r.take(8)? != STATE_MAGIC {
         return Err(CssError::InvalidData(
@@ -810,7 +804,7 @@ fn decode_state(bytes: &[u8]) -> Result<(StateHeader, SharedSpectra, Vec<u32>)> 
     let freq = r.array(n, u16::from_le_bytes)?;
     let re = r.array(n, u32::from_le_bytes)?;
     let im = r.array(n, u32::from_le_bytes)?;
-    let updates = r.array(header.vocab_size, u32::from_le_bytes)?;
+    let counters = r.array(header.vocab_size, u32::from_le_bytes)?;
     if r.pos != bytes.len() {
         return Err(CssError::InvalidData(
             "training state has trailing bytes".to_string(),
@@ -821,7 +815,8 @@ fn decode_state(bytes: &[u8]) -> Result<(StateHeader, SharedSpectra, Vec<u32>)> 
             "training state has no workers".to_string(),
         ));
     }
-    Ok((header, SharedSpectra::from_raw(k, freq, re, im), updates))
+    let spectra = SharedSpectra::from_raw(k, &freq, &re, &im, &counters);
+    Ok((header, spectra))
 }
 
 fn learning_rate(p: &TrainParams, progress: f64, epoch: usize) -> f32 {
@@ -838,7 +833,6 @@ fn learning_rate(p: &TrainParams, progress: f64, epoch: usize) -> f32 {
 struct Shared<'a> {
     params: &'a TrainParams,
     spectra: &'a SharedSpectra,
-    updates: &'a [AtomicU32],
     sampler: &'a AliasSampler,
     keep_prob: &'a [f32],
     tokens_done: &'a AtomicU64,
@@ -929,6 +923,15 @@ struct Cand {
     re: f32,
     im: f32,
     mag2: f32,
+}
+
+impl Cand {
+    #[inline]
+    fn scale(&mut self, factor: f32) {
+        self.re *= factor;
+        self.im *= factor;
+        self.mag2 = self.re * self.re + self.im * self.im;
+    }
 }
 
 /// Scratch that updates write into: the context and error accumulators and candidate lists.
@@ -1334,18 +1337,14 @@ fn shrink_and_store(sh: &Shared<'_>, word: u32, lr: f32, explore: bool, cands: &
             };
             continue;
         }
-        let mut factor = 1.0;
+        // Square roots only where needed: L1 is off by default and the clamp is rare.
         if thr > 0.0 {
             let a = c.mag2.sqrt();
-            factor = if a > thr { (a - thr) / a } else { 0.0 };
+            let factor = if a > thr { (a - thr) / a } else { 0.0 };
+            c.scale(factor);
         }
-        if c.mag2 * factor * factor > AMP_LIMIT * AMP_LIMIT {
-            factor = AMP_LIMIT / c.mag2.sqrt();
-        }
-        if factor != 1.0 {
-            c.re *= factor;
-            c.im *= factor;
-            c.mag2 = c.re * c.re + c.im * c.im;
+        if c.mag2 > AMP_LIMIT * AMP_LIMIT {
+            c.scale(AMP_LIMIT / c.mag2.sqrt());
         }
         norm2 += c.mag2;
     }
@@ -1372,10 +1371,12 @@ fn shrink_and_store(sh: &Shared<'_>, word: u32, lr: f32, explore: bool, cands: &
     } else {
         // A plain load and store, not a locked fetch_add: a lost increment between two
         // threads only delays one prune (Hogwild), and single-thread runs stay exact.
-        let counter = &sh.updates[word as usize];
-        let n = counter.load(Relaxed).wrapping_add(1);
-        counter.store(n, Relaxed);
-        (n % p.refine_prune_every == 0).then_some(p.refine_prune_threshold)
+        // The counter runs up to refine_prune_every and restarts (no division per update).
+        let counter = sh.spectra.counter(word as usize);
+        let n = counter.load(Relaxed) + 1;
+        let due = n >= p.refine_prune_every as u64;
+        counter.store(if due { 0 } else { n }, Relaxed);
+        due.then_some(p.refine_prune_threshold)
     };
     let floor2 = prune.map_or(0.0, |th| th * th);
     sh.spectra.store_entries(
