@@ -93,3 +93,4 @@ def main() -> None:
 
 # Commands register themselves on the app when imported (train, config init|show).
 from css_rs.cli import config_cmd, train  # noqa: E402, F401
+from css_rs.cli import query as _query  # noqa: E402, F401  (the query commands)

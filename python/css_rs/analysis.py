@@ -1,0 +1,793 @@
+"""Corpus-level analysis of a trained model: senses and the most polysemous words, per-frequency
+summaries, active-frequency histograms, export writers and plots.
+
+Everything here works on a ``CSSModel`` and plain files, with no command-line concerns, so that
+scripts and notebooks can call it; ``css_rs.cli.query`` only formats what these functions return.
+
+Sense neighbours and the phase
+------------------------------
+A word's *peaks* are its entries with amplitude >= ``peak_ratio`` x its strongest
+(ALGORITHM.md section 7). The engine ranks a peak's sense neighbours by amplitude product. In
+trained models, however, a frequency is typically shared by several unrelated clusters that sit
+at different phases (on the synthetic corpus a handful of frequencies is used by *every* word),
+so the amplitude product ranks unrelated words as highly as related ones. The natural complex
+generalisation is the *phase-aligned* product ``Re(z_w * conj(z_u))`` at that frequency
+(= amplitude product x cos of the phase difference): it is exactly that frequency's
+contribution to the inner product behind the complex cosine. ``rank="phase"`` (the default
+here) uses it, among the words whose cosine with ``w`` is positive (a single term can be large
+for a word whose other terms cancel it); ``rank="amplitude"`` reproduces the engine's ranking.
+
+Senses
+------
+Even phase-aligned, one frequency sees only two of a spectrum's dimensions, so a peak can point
+at a cluster the word as a whole is unrelated to, and counting peaks says little: with a few
+frequencies shared by all words, nearly every word has five or more peaks. A word's *senses* are
+therefore found where its similarity is clean, in its nearest neighbours: groups of neighbours
+that are close to each other (``SenseAnalyzer``); each peak is attached to the sense it carries.
+``most_polysemous`` ranks words by the similarity mass of their second sense, which is high
+only for words close to two groups of words at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, Literal, Optional
+
+import numpy as np
+import orjson
+
+from css_rs.errors import CssRsError, InputError
+from css_rs.model import DEFAULT_PEAK_RATIO, Peak, Polysemy
+from css_rs.persistence import EMPTY_FREQUENCY, metadata_path
+
+if TYPE_CHECKING:
+    from css_rs.model import CSSModel
+
+Ranking = Literal["phase", "amplitude"]
+RANKINGS: tuple[str, ...] = ("phase", "amplitude")
+EXPORT_FORMATS: tuple[str, ...] = ("word2vec", "word2vec-binary", "npy", "npz")
+PLOT_INSTALL_HINT = "pip install 'css-rs[plot]'"
+PHASE_COLORMAP = "twilight"  # cyclic: phases -pi and pi get the same colour
+
+# Senses are drawn from this many nearest neighbours of a word.
+DEFAULT_NEIGHBOURHOOD = 20
+# Neighbours are one sense when their mean mutual cosine is at least this fraction of the word's
+# mean cosine with them: one sense's neighbours are about as close to each other as to the word
+# (0.9 vs 0.6 for 'bank' on the synthetic corpus), two senses' are not (-0.1).
+DEFAULT_MERGE_RATIO = 0.5
+# A group of neighbours lighter than this fraction of the heaviest is noise, not a sense.
+DEFAULT_MIN_SHARE = 0.25
+
+
+class MissingDependencyError(CssRsError):
+    """An optional dependency (an extra) is not installed."""
+
+
+# --- the model's entries, grouped by frequency ---------------------------------------------
+class FrequencyIndex:
+    """All active entries of a model grouped by frequency (an inverted index), built once with
+    numpy from ``slot_arrays``; the base of the per-frequency queries below."""
+
+    def __init__(self, model: CSSModel) -> None:
+        freq, amp, phase = model.slot_arrays()
+        self.vocab_size = len(model)
+        self.frequency_dim = model.frequency_dim
+        active = freq != EMPTY_FREQUENCY
+        self.slot_freq = np.where(active, freq.astype(np.int64), -1)
+        # Amplitudes stay float32, as in the engine, so that amplitude rankings and the peak
+        # threshold compare exactly the same numbers (and break ties the same way).
+        self.slot_amp = np.where(active, amp, np.float32(0)).astype(np.float32)
+        self.slot_phase = phase
+        self.slot_value = np.where(active, amp * np.exp(1j * phase.astype(np.float64)), 0)
+        self.max_amplitude = self.slot_amp.max(axis=1, initial=np.float32(0))
+        self.norms = np.sqrt((self.slot_amp.astype(np.float64) ** 2).sum(axis=1))
+        rows, cols = np.nonzero(active)
+        entry_freq = self.slot_freq[rows, cols]
+        order = np.argsort(entry_freq, kind="stable")  # rows stay ascending within a frequency
+        self.words = rows[order]
+        self.values = self.slot_value[rows, cols][order]
+        self.amplitudes = self.slot_amp[rows, cols][order]
+        counts = np.bincount(entry_freq, minlength=self.frequency_dim)
+        self.starts = np.concatenate([[0], np.cumsum(counts)])
+
+    def column(self, f: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(word ids, complex values, amplitudes)`` of the words that use frequency ``f``."""
+        sl = slice(int(self.starts[f]), int(self.starts[f + 1]))
+        return self.words[sl], self.values[sl], self.amplitudes[sl]
+
+    def value_at(self, word: int, f: int) -> complex:
+        hit = self.slot_freq[word] == f
+        return complex(self.slot_value[word][hit][0]) if hit.any() else 0j
+
+    def amplitude_at(self, word: int, f: int) -> np.float32:
+        hit = self.slot_freq[word] == f
+        return self.slot_amp[word][hit][0] if hit.any() else np.float32(0)
+
+    def peaks(self, word: int, peak_ratio: float) -> list[tuple[int, float, float]]:
+        """``(frequency, amplitude, phase)`` of the word's peaks, strongest first (ties by
+        frequency), exactly as the engine's ``peaks``."""
+        f, amp, phase = self.slot_freq[word], self.slot_amp[word], self.slot_phase[word]
+        threshold = np.float32(peak_ratio) * self.max_amplitude[word]
+        keep = np.flatnonzero((f >= 0) & (amp >= threshold) & (self.max_amplitude[word] > 0))
+        keep = keep[np.lexsort((f[keep], -amp[keep]))]
+        return [(int(f[i]), float(amp[i]), float(phase[i])) for i in keep]
+
+    def inner_products(self, word: int) -> np.ndarray:
+        """``Re<S_word, S_u>`` for every word ``u`` (length V). Only words sharing a frequency
+        are non-zero, so the products are summed over the word's own columns:
+        ``O(entries touched + V)``, no dense matrix."""
+        f, z = self.slot_freq[word], self.slot_value[word]
+        ids, terms = [np.zeros(0, np.int64)], [np.zeros(0)]
+        for fj, zj in zip(f[f >= 0], z[f >= 0]):
+            users, values, _ = self.column(int(fj))
+            ids.append(users)
+            terms.append((zj * np.conj(values)).real)
+        return np.bincount(np.concatenate(ids), np.concatenate(terms), self.vocab_size)
+
+    def nearest(
+        self, word: int, n: int, dots: Optional[np.ndarray] = None
+    ) -> list[tuple[int, float]]:
+        """The ``n`` words with the largest positive complex cosine with ``word``, best first
+        (``dots``: its ``inner_products``, when already computed)."""
+        if self.norms[word] == 0:
+            return []
+        dots = self.inner_products(word) if dots is None else dots.copy()
+        dots[word] = 0.0
+        candidates = np.flatnonzero(dots > 0)
+        cosines = dots[candidates] / (self.norms[candidates] * self.norms[word])
+        return _top_scores(candidates, cosines, n)
+
+    def sense_neighbours(
+        self,
+        word: int,
+        f: int,
+        peak_ratio: float,
+        k: int,
+        rank: Ranking,
+        dots: Optional[np.ndarray] = None,
+    ) -> list[tuple[int, float]]:
+        """The words whose own peaks include ``f``, best score first (ties by id, as the
+        engine). ``rank="amplitude"``: amplitude product, exactly as the engine (float32).
+        ``rank="phase"``: the phase-aligned product, among the words with a positive cosine
+        with ``word`` (``dots``: its ``inner_products``) - one frequency's term can be large
+        for a word whose other terms cancel it, and such a word is no neighbour at all."""
+        users, values, amps = self.column(f)
+        eligible = (amps >= np.float32(peak_ratio) * self.max_amplitude[users]) & (amps > 0)
+        eligible &= users != word
+        if rank == "phase":
+            dots = self.inner_products(word) if dots is None else dots
+            eligible &= dots[users] > 0
+            scores = (self.value_at(word, f) * np.conj(values[eligible])).real
+        else:
+            scores = (self.amplitude_at(word, f) * amps[eligible]).astype(np.float64)
+        users = users[eligible]
+        keep = scores > 0  # anti-aligned words pull the inner product down: not neighbours
+        return _top_scores(users[keep], scores[keep], k)
+
+    def unit_rows(self, words: np.ndarray) -> np.ndarray:
+        """Unit-norm rows ``[re..., im...]`` (float64, ``n x 2D``) of ``words``: their dot
+        products are the complex cosines ``Re<a, b>`` (and real matrix products are far
+        faster than complex ones for these small blocks)."""
+        d = self.frequency_dim
+        dense = np.zeros((len(words), 2 * d), dtype=np.float64)
+        f, z = self.slot_freq[words], self.slot_value[words]
+        r, c = np.nonzero(f >= 0)
+        dense[r, f[r, c]] = z[r, c].real
+        dense[r, d + f[r, c]] = z[r, c].imag
+        norms = np.linalg.norm(dense, axis=1, keepdims=True)
+        return np.divide(dense, norms, out=np.zeros_like(dense), where=norms > 0)
+
+
+def _top_scores(ids: np.ndarray, scores: np.ndarray, k: int) -> list[tuple[int, float]]:
+    """The ``k`` best finite scores as ``(id, score)``, best first, ties by smaller id."""
+    finite = np.isfinite(scores)
+    ids, scores = ids[finite], scores[finite]
+    if len(scores) > k:
+        cut = np.partition(scores, len(scores) - k)[len(scores) - k]
+        keep = scores >= cut  # ties at the cut are kept, then sorted by id below
+        ids, scores = ids[keep], scores[keep]
+    order = np.lexsort((ids, -scores))[:k]
+    return [(int(ids[i]), float(scores[i])) for i in order]
+
+
+# --- senses and polysemy -------------------------------------------------------------------
+@dataclass(frozen=True)
+class Sense:
+    """A group of the word's nearest neighbours that are close to each other, and the peaks
+    that carry the word's similarity to them."""
+
+    members: list[tuple[str, float]]  # (word, cosine with the sensed word), best first
+    peaks: list[Peak]  # strongest first; may be empty when no single peak dominates
+
+    @property
+    def weight(self) -> float:
+        """Similarity mass: the sum of the members' cosines with the word."""
+        return float(sum(c for _, c in self.members))
+
+    @property
+    def frequencies(self) -> list[int]:
+        return [p.frequency for p in self.peaks]
+
+    def neighbours(self, k: int = 5) -> list[str]:
+        return [w for w, _ in self.members[:k]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "weight": self.weight,
+            "frequencies": self.frequencies,
+            "members": [{"word": w, "cosine": c} for w, c in self.members],
+        }
+
+
+@dataclass(frozen=True)
+class SenseReport:
+    """A word's peaks (with their sense neighbours) and its senses."""
+
+    word: str
+    count: int  # the word's corpus count
+    polysemy: Polysemy
+    senses: list[Sense]  # heaviest first
+    neighbourhood: int  # how many nearest neighbours the senses were drawn from
+
+    @property
+    def is_polysemous(self) -> bool:
+        return len(self.senses) >= 2
+
+    @property
+    def balance(self) -> float:
+        """Second-heaviest sense over the heaviest (1.0: two equal senses; 0: one sense)."""
+        if len(self.senses) < 2:
+            return 0.0
+        return self.senses[1].weight / self.senses[0].weight
+
+    @property
+    def score(self) -> float:
+        """The ranking key of ``most_polysemous``: the second sense's similarity mass per
+        neighbour (0 with one sense). High only when the word is close to *two* groups of
+        words, so weak, spread-out similarity (function words) scores low."""
+        if len(self.senses) < 2:
+            return 0.0
+        return self.senses[1].weight / self.neighbourhood
+
+    def sense_of(self, peak: Peak) -> Optional[int]:
+        """Index of the sense ``peak`` carries, or None for a peak that carries none."""
+        for i, sense in enumerate(self.senses):
+            if peak in sense.peaks:
+                return i
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "word": self.word,
+            "count": self.count,
+            "is_polysemous": self.is_polysemous,
+            "balance": self.balance,
+            "score": self.score,
+            "peaks": [{**peak_to_dict(p), "sense": self.sense_of(p)} for p in self.polysemy.peaks],
+            "senses": [s.to_dict() for s in self.senses],
+        }
+
+
+def peak_to_dict(peak: Peak) -> dict[str, Any]:
+    return {
+        "frequency": peak.frequency,
+        "amplitude": peak.amplitude,
+        "phase": peak.phase,
+        "neighbours": [{"word": w, "score": s} for w, s in peak.neighbours],
+    }
+
+
+class SenseAnalyzer:
+    """Peaks, sense neighbours and senses of words, with one set of settings.
+
+    The senses of a word come from its ``neighbourhood`` nearest words (complex cosine > 0),
+    grouped by average linkage: two groups join while their mean mutual cosine is at least
+    ``merge_ratio`` x the word's mean cosine with its neighbourhood (a scale taken from the
+    word itself, so it adapts to each model). Groups lighter than ``min_share`` x the heaviest,
+    or of one word, are not senses. Each peak is attached to the sense it contributes most
+    similarity to (its term of the complex inner product, summed over the sense's members).
+    """
+
+    def __init__(
+        self,
+        model: CSSModel,
+        *,
+        peak_ratio: float = DEFAULT_PEAK_RATIO,
+        k: int = 5,
+        rank: Ranking = "phase",
+        neighbourhood: int = DEFAULT_NEIGHBOURHOOD,
+        merge_ratio: float = DEFAULT_MERGE_RATIO,
+        min_share: float = DEFAULT_MIN_SHARE,
+        index: Optional[FrequencyIndex] = None,
+    ) -> None:
+        if rank not in RANKINGS:
+            raise ValueError(f"rank must be one of {', '.join(RANKINGS)}, got {rank!r}")
+        if not 0.0 <= peak_ratio <= 1.0:
+            raise ValueError(f"peak_ratio must be in 0..1, got {peak_ratio}")
+        if k < 1 or neighbourhood < 2:
+            raise ValueError(f"need k >= 1 and neighbourhood >= 2, got {k} and {neighbourhood}")
+        self.model = model
+        self.index = index or FrequencyIndex(model)
+        self.peak_ratio, self.k, self.rank = peak_ratio, k, rank
+        self.neighbourhood, self.merge_ratio, self.min_share = neighbourhood, merge_ratio, min_share
+
+    def polysemy(self, word_ids: Sequence[int]) -> list[Polysemy]:
+        """Peaks and their sense neighbours for each word."""
+        return [self._polysemy(w, self._dots(w)) for w in word_ids]
+
+    def senses(self, word_ids: Sequence[int]) -> list[SenseReport]:
+        """Peaks, sense neighbours and senses for each word."""
+        counts = self.model.vocab.counts
+        reports = []
+        for w in word_ids:
+            dots = self.index.inner_products(w)
+            found = self._polysemy(w, dots)
+            senses = self._senses_of(w, found.peaks, dots)
+            word = self.model.words[w]
+            reports.append(
+                SenseReport(word, counts.get(word, 0), found, senses, self.neighbourhood)
+            )
+        return reports
+
+    def _dots(self, word_id: int) -> Optional[np.ndarray]:
+        # The amplitude ranking does not look at the cosines: skip their cost.
+        return self.index.inner_products(word_id) if self.rank == "phase" else None
+
+    def _polysemy(self, word_id: int, dots: Optional[np.ndarray]) -> Polysemy:
+        words = self.model.words
+        peaks = []
+        for f, a, ph in self.index.peaks(word_id, self.peak_ratio):
+            found = self.index.sense_neighbours(
+                word_id, f, self.peak_ratio, self.k, self.rank, dots
+            )
+            peaks.append(Peak(f, a, ph, [(words[u], s) for u, s in found]))
+        return Polysemy(words[word_id], peaks)
+
+    def _senses_of(self, word_id: int, peaks: list[Peak], dots: np.ndarray) -> list[Sense]:
+        words = self.model.words
+        near = self.index.nearest(word_id, self.neighbourhood, dots)
+        if len(near) < 2:
+            return []
+        ids = np.array([i for i, _ in near], dtype=np.int64)
+        cosines = np.array([c for _, c in near])
+        rows = self.index.unit_rows(np.concatenate([[word_id], ids]))
+        mutual = rows[1:] @ rows[1:].T
+        groups = _average_linkage(mutual, self.merge_ratio * float(cosines.mean()))
+        groups = [g for g in groups if len(g) >= 2]
+        groups.sort(key=lambda g: -cosines[g].sum())
+        if not groups:
+            return []
+        heaviest = cosines[groups[0]].sum()
+        groups = [g for g in groups if cosines[g].sum() >= self.min_share * heaviest]
+        carriers = self._carriers(rows, peaks, groups)
+        return [
+            Sense(
+                [(words[ids[i]], float(cosines[i])) for i in sorted(g, key=lambda i: -cosines[i])],
+                [p for p, s in zip(peaks, carriers) if s == n],
+            )
+            for n, g in enumerate(groups)
+        ]
+
+    @staticmethod
+    def _carriers(rows: np.ndarray, peaks: list[Peak], groups: list[list[int]]) -> list[int]:
+        """For each peak, the group it adds most similarity to (-1: none, it subtracts from
+        all). ``rows`` are unit ``[re, im]`` rows, the word's first, then its neighbours'."""
+        d = rows.shape[1] // 2
+        out = []
+        for peak in peaks:
+            re, im = peak.frequency, d + peak.frequency
+            terms = rows[0, re] * rows[1:, re] + rows[0, im] * rows[1:, im]
+            gains = [float(terms[g].sum()) for g in groups]
+            best = int(np.argmax(gains)) if gains else -1
+            out.append(best if best >= 0 and gains[best] > 0 else -1)
+        return out
+
+
+def _average_linkage(similarity: np.ndarray, threshold: float) -> list[list[int]]:
+    """Agglomerative clustering: merges the two most similar groups (mean pairwise similarity)
+    while that similarity is at least ``threshold``."""
+    n = len(similarity)
+    sim = similarity.astype(np.float64)
+    np.fill_diagonal(sim, -np.inf)
+    groups: list[list[int]] = [[i] for i in range(n)]
+    alive = np.ones(n, dtype=bool)
+    while alive.sum() > 1:
+        masked = np.where(alive[:, None] & alive[None, :], sim, -np.inf)
+        a, b = divmod(int(np.argmax(masked)), n)
+        if masked[a, b] < threshold:
+            break
+        na, nb = len(groups[a]), len(groups[b])
+        merged = (sim[a] * na + sim[b] * nb) / (na + nb)  # mean similarity to the union
+        sim[a, :], sim[:, a] = merged, merged
+        sim[a, a] = -np.inf
+        groups[a] += groups[b]
+        groups[b] = []
+        alive[b] = False
+    return [g for g in groups if g]
+
+
+def polysemy(
+    model: CSSModel,
+    word: str,
+    *,
+    peak_ratio: float = DEFAULT_PEAK_RATIO,
+    k: int = 5,
+    rank: Ranking = "phase",
+) -> Polysemy:
+    """``CSSModel.polysemy`` with a choice of sense-neighbour ranking: ``"phase"`` (the
+    phase-aligned product) or ``"amplitude"`` (the engine's own: the same result as
+    ``CSSModel.polysemy``). Unknown words raise UnknownWordError."""
+    wid = model.word_id(word)
+    return SenseAnalyzer(model, peak_ratio=peak_ratio, k=k, rank=rank).polysemy([wid])[0]
+
+
+def senses(
+    model: CSSModel,
+    word: str,
+    *,
+    peak_ratio: float = DEFAULT_PEAK_RATIO,
+    k: int = 5,
+    rank: Ranking = "phase",
+    neighbourhood: int = DEFAULT_NEIGHBOURHOOD,
+) -> SenseReport:
+    """The peaks of ``word`` with their sense neighbours, and its senses."""
+    wid = model.word_id(word)
+    analyzer = SenseAnalyzer(
+        model, peak_ratio=peak_ratio, k=k, rank=rank, neighbourhood=neighbourhood
+    )
+    return analyzer.senses([wid])[0]
+
+
+def most_polysemous(
+    model: CSSModel,
+    top: int = 20,
+    among: int = 5000,
+    *,
+    peak_ratio: float = DEFAULT_PEAK_RATIO,
+    k: int = 5,
+    rank: Ranking = "phase",
+    neighbourhood: int = DEFAULT_NEIGHBOURHOOD,
+) -> list[SenseReport]:
+    """The ``top`` most polysemous of the ``among`` most frequent words (rare words have noisy
+    spectra): words with two or more senses, by ``SenseReport.score`` (the second sense's
+    similarity mass: balance and strength together), then number of senses."""
+    if top < 0 or among < 0:
+        raise ValueError("top and among must not be negative")
+    candidates = list(range(min(among, len(model))))  # ids are in order of descending count
+    analyzer = SenseAnalyzer(
+        model, peak_ratio=peak_ratio, k=k, rank=rank, neighbourhood=neighbourhood
+    )
+    reports = [r for r in analyzer.senses(candidates) if r.is_polysemous]
+    reports.sort(key=lambda r: (-r.score, -len(r.senses)))
+    return reports[:top]
+
+
+# --- frequencies ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FrequencySummary:
+    """One frequency: how many words use it and the words with the largest amplitude there."""
+
+    frequency: int
+    words: int
+    top: list[tuple[str, float]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "frequency": self.frequency,
+            "words": self.words,
+            "top": [{"word": w, "amplitude": a} for w, a in self.top],
+        }
+
+
+def frequency_summaries(model: CSSModel, k: int = 5) -> list[FrequencySummary]:
+    """A summary of every frequency 0..D-1 (unused ones have ``words == 0``)."""
+    index = FrequencyIndex(model)
+    words = model.words
+    out = []
+    for f in range(model.frequency_dim):
+        users, _, amps = index.column(f)
+        best = _top_scores(users, amps.astype(np.float64), k)
+        out.append(FrequencySummary(f, len(users), [(words[w], a) for w, a in best]))
+    return out
+
+
+def active_histogram(model: CSSModel) -> np.ndarray:
+    """``h[n]`` = how many words have exactly ``n`` active frequencies, ``n`` in 0..K."""
+    return np.bincount(model.active_counts(), minlength=model.max_frequencies + 1)
+
+
+# --- model information ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class ModelInfo:
+    """What ``css-rs info`` shows: shape, sparsity, and the training summary if present."""
+
+    path: str
+    file_size: int
+    vocab_size: int
+    frequency_dim: int
+    max_frequencies: int
+    avg_active: float
+    active_histogram: list[int]
+    frequencies_used: int
+    metadata_path: Optional[str]
+    training: Optional[dict[str, Any]]
+    metadata_error: Optional[str] = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def model_info(model: CSSModel, path: str | os.PathLike[str]) -> ModelInfo:
+    """Describes ``model`` loaded from ``path``, with the summary of its metadata file (beside
+    the model) when there is one; an unreadable metadata file is reported, not fatal."""
+    meta = metadata_path(path)
+    training, error = None, None
+    if meta.is_file():
+        try:
+            training = training_summary(orjson.loads(meta.read_bytes()))
+        except (orjson.JSONDecodeError, OSError, TypeError, AttributeError) as e:
+            error = f"{meta}: unreadable ({' '.join(str(e).split())})"
+    return ModelInfo(
+        path=str(path),
+        file_size=Path(path).stat().st_size,
+        vocab_size=len(model),
+        frequency_dim=model.frequency_dim,
+        max_frequencies=model.max_frequencies,
+        avg_active=model.avg_active(),
+        active_histogram=[int(n) for n in active_histogram(model)],
+        frequencies_used=int(np.count_nonzero(model.frequency_usage())),
+        metadata_path=str(meta) if meta.is_file() else None,
+        training=training,
+        metadata_error=error,
+    )
+
+
+def training_summary(metadata: dict[str, Any]) -> dict[str, Any]:
+    """The figures of a metadata file worth a glance (missing ones are None)."""
+    stats = metadata.get("stats") or {}
+    progress = metadata.get("dataset_progress") or {}
+    epochs = stats.get("epochs") or []
+    return {
+        "timestamp": metadata.get("timestamp"),
+        "css_rs_version": metadata.get("css_rs_version"),
+        "source": progress.get("description") or progress.get("source"),
+        "documents": stats.get("documents"),
+        "tokens": stats.get("tokens"),
+        "epochs": len(epochs),
+        "final_loss": epochs[-1].get("loss") if epochs else None,
+        "elapsed_seconds": stats.get("elapsed"),
+        "training_tokens_per_second": stats.get("training_tokens_per_second"),
+    }
+
+
+# --- export --------------------------------------------------------------------------------
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
+    """A binary file that appears at ``path`` only once fully written (temp file, fsync,
+    rename), so large exports can be streamed. A path that cannot be written at all (a
+    directory, a missing permission, a file where a folder should be) raises InputError."""
+    target = Path(path)
+    if target.is_dir():
+        raise InputError(f"{target}: is a directory, not an output file")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as e:
+        raise InputError(f"{target}: cannot write there ({e.strerror or e})") from None
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def amplitude_matrix(model: CSSModel) -> np.ndarray:
+    """``V x D`` float32 amplitudes ``|z|`` (the phase-free, real view of the spectra)."""
+    return np.abs(model.to_dense(complex=True)).astype(np.float32)
+
+
+def check_words_for(fmt: str, words: Sequence[str]) -> None:
+    """Raises InputError for a word the format cannot hold: word2vec lines are split on
+    whitespace, vocabulary files on line breaks. The tokenizer never makes such words, but a
+    model from elsewhere may hold them."""
+    line_based = fmt in ("word2vec", "word2vec-binary")
+    for i, word in enumerate(words):
+        broken = not word or (word.split() != [word] if line_based else word.splitlines() != [word])
+        if broken:
+            what = "whitespace" if line_based else "a line break"
+            raise InputError(
+                f"word {word!r} (id {i}) is empty or contains {what}: the {fmt} format cannot "
+                "hold it; use --format npz"
+            )
+
+
+def write_word2vec(
+    model: CSSModel, out: str | os.PathLike[str], *, binary: bool = False, real: bool = False
+) -> Path:
+    """word2vec text or binary format (gensim ``KeyedVectors.load_word2vec_format``): vectors
+    are ``[re..., im...]`` (2D floats), or amplitudes (D floats) with ``real``. For the
+    ``[re, im]`` layout the real cosine equals the complex cosine."""
+    fmt = "word2vec-binary" if binary else "word2vec"
+    check_words_for(fmt, model.words)
+    vectors = amplitude_matrix(model) if real else model.to_dense(complex=False)
+    vectors = np.ascontiguousarray(vectors, dtype="<f4")
+    with atomic_output(out) as fh:
+        fh.write(f"{vectors.shape[0]} {vectors.shape[1]}\n".encode())
+        if binary:
+            for word, row in zip(model.words, vectors):
+                fh.write(word.encode("utf-8") + b" " + row.tobytes() + b"\n")
+        else:
+            # %.9g round-trips float32 exactly, so neighbours are the same after reading back.
+            line = " ".join(["%.9g"] * vectors.shape[1])
+            for word, row in zip(model.words, vectors):
+                fh.write(f"{word} {line % tuple(row.tolist())}\n".encode())
+    return Path(out)
+
+
+def vocab_path_for(out: str | os.PathLike[str]) -> Path:
+    """``emb.npy`` -> ``emb.vocab.txt`` (one word per line, row order)."""
+    return Path(out).with_suffix(".vocab.txt")
+
+
+def write_npy(model: CSSModel, out: str | os.PathLike[str], *, real: bool = False) -> list[Path]:
+    """The dense matrix (complex64 ``V x D``, or float32 amplitudes with ``real``) as ``.npy``
+    plus the vocabulary file beside it; returns both paths."""
+    check_words_for("npy", model.words)
+    matrix = amplitude_matrix(model) if real else model.to_dense(complex=True)
+    vocab = vocab_path_for(out)
+    if vocab == Path(out):
+        raise InputError(f"{out}: the matrix and its vocabulary file would share this name")
+    with atomic_output(out) as fh:
+        np.save(fh, matrix, allow_pickle=False)
+    with atomic_output(vocab) as fh:
+        fh.write("".join(f"{w}\n" for w in model.words).encode("utf-8"))
+    return [Path(out), vocab]
+
+
+def write_npz(model: CSSModel, out: str | os.PathLike[str]) -> Path:
+    """The sparse spectra in CSR layout: ``indptr`` (V+1), ``frequencies`` (the column indices),
+    ``amplitudes``, ``phases``, ``words``, ``counts``, ``frequency_dim``, ``max_frequencies``.
+    ``scipy.sparse.csr_matrix((amplitudes * exp(1j * phases), frequencies, indptr))`` rebuilds
+    the complex matrix; no pickles are needed to read it."""
+    freq, amp, phase = model.slot_arrays()
+    active = freq != EMPTY_FREQUENCY  # slots are sorted by frequency, empty ones last
+    counts = model.vocab.counts
+    arrays = {
+        "indptr": np.concatenate([[0], np.cumsum(active.sum(axis=1))]).astype(np.int64),
+        "frequencies": freq[active].astype(np.uint16),
+        "amplitudes": amp[active].astype(np.float32),
+        "phases": phase[active].astype(np.float32),
+        "words": np.array(model.words, dtype=str),
+        "counts": np.array([counts[w] for w in model.words], dtype=np.int64),
+        "frequency_dim": np.int64(model.frequency_dim),
+        "max_frequencies": np.int64(model.max_frequencies),
+    }
+    with atomic_output(out) as fh:
+        np.savez_compressed(fh, **arrays)
+    return Path(out)
+
+
+def export(
+    model: CSSModel, out: str | os.PathLike[str], fmt: str, *, real: bool = False
+) -> list[Path]:
+    """Writes ``model`` to ``out`` in ``fmt`` (one of EXPORT_FORMATS); returns the files written."""
+    if fmt not in EXPORT_FORMATS:
+        raise InputError(
+            f"unknown export format {fmt!r}; choose one of {', '.join(EXPORT_FORMATS)}"
+        )
+    if fmt == "npz":
+        if real:
+            raise InputError("--real does not apply to npz: it stores amplitudes and phases")
+        return [write_npz(model, out)]
+    if fmt == "npy":
+        return write_npy(model, out, real=real)
+    return [write_word2vec(model, out, binary=fmt == "word2vec-binary", real=real)]
+
+
+# --- plots ---------------------------------------------------------------------------------
+def _new_figure(width: float, height: float) -> Any:
+    """A matplotlib Figure on the Agg canvas (no GUI backend, no pyplot global state). The
+    import is lazy: matplotlib is the ``plot`` extra."""
+    try:
+        # The package itself first: an absent or broken one fails here, whatever submodules
+        # an earlier import left cached.
+        import matplotlib  # noqa: F401
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise MissingDependencyError(
+            f"plotting needs matplotlib, which is not installed: {PLOT_INSTALL_HINT}"
+        ) from None
+    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save_figure(fig: Any, out: str | os.PathLike[str]) -> Path:
+    kind = Path(out).suffix.lstrip(".").lower()
+    supported = fig.canvas.get_supported_filetypes()
+    if kind not in supported:
+        raise InputError(
+            f"{out}: cannot tell the image format from the suffix; use one of "
+            + ", ".join(f".{s}" for s in sorted(supported))
+        )
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=kind)
+    with atomic_output(out) as fh:
+        fh.write(buffer.getvalue())
+    return Path(out)
+
+
+def plot_spectra(model: CSSModel, words: Sequence[str], out: str | os.PathLike[str]) -> Path:
+    """One stem plot per word, amplitude against frequency, phase as colour (cyclic colormap,
+    with a colorbar). Unknown words raise UnknownWordError before anything is drawn."""
+    if not words:
+        raise InputError("name at least one word to plot")
+    spectra = {w: model.spectrum(w) for w in words}
+    fig = _new_figure(10.0, 1.2 + 1.9 * len(words))
+    axes = fig.subplots(len(words), 1, sharex=True, squeeze=False)[:, 0]
+    scatter = None
+    for ax, (word, entries) in zip(axes, spectra.items()):
+        scatter = _stem(ax, entries, model.frequency_dim)
+        ax.set_title(f"{word}  ({len(entries)} active)", loc="left", fontsize=10)
+        ax.set_ylabel("amplitude")
+    axes[-1].set_xlabel("frequency")
+    ticks = [-math.pi, -math.pi / 2, 0.0, math.pi / 2, math.pi]
+    bar = fig.colorbar(scatter, ax=list(axes), ticks=ticks, shrink=0.9)
+    bar.ax.set_yticklabels(["-π", "-π/2", "0", "π/2", "π"])
+    bar.set_label("phase (rad)")
+    return _save_figure(fig, out)
+
+
+def _stem(ax: Any, entries: list[tuple[int, float, float]], frequency_dim: int) -> Any:
+    """Stems coloured by phase; returns the scatter (the colorbar's mappable)."""
+    import matplotlib
+
+    cmap = matplotlib.colormaps[PHASE_COLORMAP]
+    norm = matplotlib.colors.Normalize(vmin=-math.pi, vmax=math.pi)
+    freqs = [f for f, _, _ in entries]
+    amps = [a for _, a, _ in entries]
+    phases = [p for _, _, p in entries]
+    ax.vlines(freqs, 0, amps, colors=cmap(norm(phases)), linewidth=2)
+    scatter = ax.scatter(freqs, amps, c=phases, cmap=cmap, norm=norm, s=30, zorder=3)
+    ax.axhline(0, color="0.6", linewidth=0.8)
+    ax.set_xlim(-0.5, frequency_dim - 0.5)
+    ax.set_ylim(0, max(amps, default=1.0) * 1.15)
+    return scatter
+
+
+def plot_overview(model: CSSModel, out: str | os.PathLike[str]) -> Path:
+    """Two panels: how many words have n active frequencies, and how many words use each
+    frequency."""
+    fig = _new_figure(10.0, 6.5)
+    top, bottom = fig.subplots(2, 1)
+    hist = active_histogram(model)
+    top.bar(np.arange(len(hist)), hist, color="tab:blue")
+    if len(hist) <= 33:  # one tick per count while they fit
+        top.set_xticks(np.arange(len(hist)))
+    top.set_xlabel("active frequencies per word")
+    top.set_ylabel("words")
+    top.set_title(
+        f"{len(model):,} words, D = {model.frequency_dim}, K = {model.max_frequencies}, "
+        f"{model.avg_active():.2f} active on average",
+        loc="left",
+        fontsize=10,
+    )
+    usage = model.frequency_usage()
+    bottom.bar(np.arange(len(usage)), usage, width=1.0, color="tab:orange")
+    bottom.set_xlim(-0.5, model.frequency_dim - 0.5)
+    bottom.set_xlabel("frequency")
+    bottom.set_ylabel("words using it")
+    return _save_figure(fig, out)

@@ -1,0 +1,514 @@
+"""Exploring a trained model: ``info``, ``spectrum``, ``similar``, ``polysemy``, ``modes``,
+``eval``, ``export`` and ``plot``.
+
+The figures come from ``CSSModel`` and ``css_rs.analysis``; this module only formats them.
+Every command has ``--json``: then stdout carries one JSON document and nothing else (errors
+still go to stderr, with the usual exit codes).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from collections.abc import Sequence
+from enum import Enum
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from css_rs import analysis
+from css_rs.cli import app, fail, handle_errors
+from css_rs.model import DEFAULT_PEAK_RATIO, CSSModel, load
+
+MODEL_ARGUMENT = typer.Argument(
+    ..., metavar="MODEL", help="Model file (css_model.json).", show_default=False
+)
+JSON_OPTION = typer.Option(False, "--json", help="Print machine-readable JSON on stdout.")
+
+
+class ExportFormat(str, Enum):
+    word2vec = "word2vec"
+    word2vec_binary = "word2vec-binary"
+    npy = "npy"
+    npz = "npz"
+
+
+class Ranking(str, Enum):
+    phase = "phase"
+    amplitude = "amplitude"
+
+
+# --- output helpers ------------------------------------------------------------------------
+def _jsonable(value: Any) -> Any:
+    """Replaces NaN and infinities (not valid JSON) by null, recursively."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def emit_json(value: Any) -> None:
+    typer.echo(json.dumps(_jsonable(value), ensure_ascii=False, allow_nan=False))
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text.rstrip("%").replace(",", ""))
+    except ValueError:
+        return False
+    return True
+
+
+def print_table(
+    headers: Sequence[str], rows: Sequence[Sequence[object]], *, indent: str = "  "
+) -> None:
+    """Plain aligned columns: numeric columns right-aligned, text left-aligned, the last
+    column unpadded (it may be a long list of words)."""
+    cells = [[str(c) for c in row] for row in rows]
+    numeric = [bool(cells) and all(_is_number(r[i]) for r in cells) for i in range(len(headers))]
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
+
+    def line(values: Sequence[str]) -> str:
+        out = []
+        for i, v in enumerate(values):
+            if numeric[i]:
+                out.append(v.rjust(widths[i]))
+            else:
+                out.append(v if i == len(values) - 1 else v.ljust(widths[i]))
+        return indent + "  ".join(out).rstrip()
+
+    typer.echo(line(headers))
+    for row in cells:
+        typer.echo(line(row))
+
+
+def _bar_char() -> str:
+    try:
+        "█".encode(sys.stdout.encoding or "ascii")
+    except (UnicodeEncodeError, LookupError):
+        return "#"
+    return "█"
+
+
+def bar(fraction: float, width: int = 30) -> str:
+    return _bar_char() * max(0, round(fraction * width))
+
+
+def format_size(n: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
+
+
+def _words_with(scores: Sequence[tuple[str, float]], digits: int = 2) -> str:
+    return ", ".join(f"{w} {s:.{digits}f}" for w, s in scores)
+
+
+# --- info ----------------------------------------------------------------------------------
+def info(model_path: Path = MODEL_ARGUMENT, as_json: bool = JSON_OPTION) -> None:
+    """Vocabulary size, D, K, active frequencies per word, training summary, file size."""
+    with handle_errors():
+        model = load(model_path)
+        facts = analysis.model_info(model, model_path)
+        if as_json:
+            emit_json(facts.to_dict())
+            return
+        _print_info(facts)
+
+
+def _print_info(facts: analysis.ModelInfo) -> None:
+    typer.echo(f"Model        {facts.path} ({format_size(facts.file_size)})")
+    typer.echo(f"Vocabulary   {facts.vocab_size:,} words")
+    typer.echo(
+        f"Spectra      D = {facts.frequency_dim} frequencies, at most "
+        f"K = {facts.max_frequencies} active per word"
+    )
+    typer.echo(
+        f"Active       {facts.avg_active:.2f} per word on average; "
+        f"{facts.frequencies_used} of {facts.frequency_dim} frequencies in use"
+    )
+    typer.echo("Active frequencies per word:")
+    most = max(facts.active_histogram, default=0) or 1
+    for n, words in enumerate(facts.active_histogram):
+        if words:
+            share = 100.0 * words / max(facts.vocab_size, 1)
+            typer.echo(f"  {n:>3}  {words:>9,}  {share:5.1f}%  {bar(words / most)}")
+    if facts.metadata_error:
+        typer.echo(f"Training     {facts.metadata_error}")
+    elif facts.training is None:
+        typer.echo("Training     no metadata file beside the model")
+    else:
+        _print_training(facts.training, facts.metadata_path or "")
+
+
+def _print_training(t: dict[str, Any], source: str) -> None:
+    def count(v: Any) -> str:
+        return f"{v:,}" if isinstance(v, (int, float)) else "?"
+
+    typer.echo(f"Training     (from {source})")
+    typer.echo(f"  trained    {t.get('timestamp') or '?'} with css-rs {t.get('css_rs_version')}")
+    typer.echo(f"  source     {t.get('source') or '?'}")
+    typer.echo(f"  documents  {count(t.get('documents'))}")
+    typer.echo(f"  tokens     {count(t.get('tokens'))}")
+    loss = t.get("final_loss")
+    loss_text = f" (final loss {loss:.4f})" if isinstance(loss, (int, float)) else ""
+    typer.echo(f"  epochs     {t.get('epochs')}{loss_text}")
+    elapsed, rate = t.get("elapsed_seconds"), t.get("training_tokens_per_second")
+    if isinstance(elapsed, (int, float)):
+        rate_text = f", training {rate:,.0f} tokens/s" if isinstance(rate, (int, float)) else ""
+        typer.echo(f"  time       {elapsed:.1f} s{rate_text}")
+
+
+# --- spectrum and similar ------------------------------------------------------------------
+def spectrum(
+    model_path: Path = MODEL_ARGUMENT,
+    word: str = typer.Argument(..., metavar="WORD", help="A vocabulary word.", show_default=False),
+    top: Optional[int] = typer.Option(None, "--top", min=1, help="Show the N strongest only."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """A word's active frequencies: amplitude and phase, strongest first."""
+    with handle_errors():
+        model = load(model_path)
+        every = model.spectrum(word)
+        entries = every if top is None else every[:top]
+        if as_json:
+            emit_json(
+                {
+                    "word": word,
+                    "active": len(every),
+                    "entries": [
+                        {"frequency": f, "amplitude": a, "phase": p} for f, a, p in entries
+                    ],
+                }
+            )
+            return
+        typer.echo(
+            f"Spectrum of {word!r}: {len(every)} active of D = {model.frequency_dim} "
+            f"(K = {model.max_frequencies}), strongest first"
+        )
+        strongest = entries[0][1] if entries else 1.0
+        rows = [(f, f"{a:.4f}", f"{p:+.3f}", bar(a / strongest, 24)) for f, a, p in entries]
+        print_table(("freq", "amplitude", "phase", ""), rows)
+
+
+def similar(
+    model_path: Path = MODEL_ARGUMENT,
+    word: str = typer.Argument(..., metavar="WORD", help="A vocabulary word.", show_default=False),
+    count: int = typer.Option(10, "-k", "--count", min=1, help="How many words."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """The words most similar to WORD by complex cosine."""
+    with handle_errors():
+        model = load(model_path)
+        found = model.similar(word, count)
+        if as_json:
+            emit_json({"word": word, "similar": [{"word": w, "cosine": c} for w, c in found]})
+            return
+        typer.echo(f"Most similar to {word!r} (complex cosine):")
+        rows = [(i, w, f"{c:.4f}") for i, (w, c) in enumerate(found, start=1)]
+        print_table(("#", "word", "cosine"), rows)
+
+
+# --- polysemy ------------------------------------------------------------------------------
+def polysemy(
+    model_path: Path = MODEL_ARGUMENT,
+    word: Optional[str] = typer.Argument(
+        None,
+        metavar="WORD",
+        help="A word; without it, the most polysemous words.",
+        show_default=False,
+    ),
+    top: int = typer.Option(20, "--top", min=1, help="How many words to rank (without WORD)."),
+    among: int = typer.Option(
+        5000, "--among", min=1, help="Rank among this many most frequent words."
+    ),
+    neighbours: int = typer.Option(5, "-k", "--neighbours", min=1, help="Neighbours per peak."),
+    peak_ratio: float = typer.Option(
+        DEFAULT_PEAK_RATIO,
+        "--peak-ratio",
+        min=0.0,
+        max=1.0,
+        help="A peak is at least this fraction of the strongest entry.",
+    ),
+    rank: Ranking = typer.Option(
+        Ranking.phase,
+        "--rank",
+        help="Sense neighbours by phase-aligned product Re(z_w conj z_u), or by amplitude "
+        "product (as CSSModel.polysemy).",
+    ),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """A word's peaks, sense neighbours and senses; without WORD, the most polysemous words.
+
+    Sense neighbours are ranked by the phase-aligned product by default (--rank amplitude: the
+    engine's amplitude product, as CSSModel.polysemy). Senses are groups of the word's nearest
+    neighbours; the ranking looks at the --among most frequent words.
+    """
+    with handle_errors():
+        model = load(model_path)
+        options: dict[str, Any] = {"peak_ratio": peak_ratio, "k": neighbours, "rank": rank.value}
+        if word is None:
+            ranked = analysis.most_polysemous(model, top=top, among=among, **options)
+            if as_json:
+                emit_json({"among": min(among, len(model)), "words": [r.to_dict() for r in ranked]})
+            else:
+                _print_ranking(ranked, min(among, len(model)))
+            return
+        report = analysis.senses(model, word, **options)
+        if as_json:
+            emit_json(report.to_dict())
+        else:
+            _print_senses(report, rank.value, peak_ratio)
+
+
+def _print_senses(report: analysis.SenseReport, rank: str, peak_ratio: float) -> None:
+    peaks = report.polysemy.peaks
+    verdict = "polysemous" if report.is_polysemous else "one sense"
+    typer.echo(
+        f"{report.word!r}: {len(peaks)} peaks (>= {peak_ratio:g} x the strongest), "
+        f"{len(report.senses)} senses: {verdict}"
+        + (f", balance {report.balance:.2f}" if report.is_polysemous else "")
+    )
+    typer.echo(f"Peaks and their sense neighbours ({rank} ranking):")
+    rows = []
+    for p in peaks:
+        sense = report.sense_of(p)
+        rows.append(
+            (
+                p.frequency,
+                f"{p.amplitude:.3f}",
+                f"{p.phase:+.2f}",
+                "-" if sense is None else str(sense + 1),
+                _words_with(p.neighbours),
+            )
+        )
+    print_table(("freq", "amplitude", "phase", "sense", "neighbours"), rows)
+    if report.senses:
+        typer.echo(f"Senses (groups among the {report.neighbourhood} nearest words):")
+        for i, s in enumerate(report.senses, start=1):
+            carried = ", ".join(map(str, s.frequencies)) or "no single peak"
+            typer.echo(
+                f"  {i}. weight {s.weight:.2f}, peaks {carried}: {', '.join(s.neighbours(8))}"
+            )
+
+
+def _print_ranking(ranked: list[analysis.SenseReport], among: int) -> None:
+    if not ranked:
+        typer.echo(f"No word with two or more senses among the {among:,} most frequent words.")
+        return
+    typer.echo(
+        f"Most polysemous of the {among:,} most frequent words "
+        "(score: weight of the second sense per neighbour):"
+    )
+    rows = [
+        (
+            i,
+            r.word,
+            r.count,
+            len(r.senses),
+            f"{r.balance:.2f}",
+            f"{r.score:.3f}",
+            " | ".join(", ".join(s.neighbours(4)) for s in r.senses),
+        )
+        for i, r in enumerate(ranked, start=1)
+    ]
+    print_table(("#", "word", "count", "senses", "balance", "score", "senses' words"), rows)
+
+
+# --- modes ---------------------------------------------------------------------------------
+def modes(
+    model_path: Path = MODEL_ARGUMENT,
+    freq: Optional[int] = typer.Argument(
+        None,
+        metavar="FREQ",
+        help="A frequency 0..D-1; without it, a summary of every frequency.",
+        show_default=False,
+    ),
+    count: int = typer.Option(10, "-k", "--count", min=1, help="How many words."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Words that carry frequency FREQ most strongly; without FREQ, a line per frequency.
+
+    The summary line of a frequency gives how many words use it and its strongest words.
+    """
+    with handle_errors():
+        model = load(model_path)
+        if freq is None:
+            _frequency_summary(model, count, as_json)
+            return
+        if not 0 <= freq < model.frequency_dim:
+            fail(
+                f"frequency {freq} is outside 0..{model.frequency_dim - 1} "
+                f"(this model has D = {model.frequency_dim})"
+            )
+        found = model.modes(freq, count)
+        users = int(model.frequency_usage()[freq])
+        if as_json:
+            emit_json(
+                {
+                    "frequency": freq,
+                    "words_using": users,
+                    "top": [{"word": w, "amplitude": a} for w, a in found],
+                }
+            )
+            return
+        typer.echo(f"Frequency {freq}: used by {users:,} words; strongest:")
+        rows = [(i, w, f"{a:.4f}") for i, (w, a) in enumerate(found, start=1)]
+        print_table(("#", "word", "amplitude"), rows)
+
+
+def _frequency_summary(model: CSSModel, count: int, as_json: bool) -> None:
+    summaries = analysis.frequency_summaries(model, k=count)
+    if as_json:
+        emit_json([s.to_dict() for s in summaries])
+        return
+    used = [s for s in summaries if s.words]
+    typer.echo(f"{len(used)} of {model.frequency_dim} frequencies in use:")
+    rows = [(s.frequency, s.words, _words_with(s.top)) for s in used]
+    print_table(("freq", "words", "strongest words (amplitude)"), rows)
+
+
+# --- eval ----------------------------------------------------------------------------------
+def evaluate(
+    model_path: Path = MODEL_ARGUMENT,
+    pairs_files: list[Path] = typer.Argument(
+        ...,
+        metavar="PAIRS_FILE",
+        help="Word-pair files (word1<TAB>word2<TAB>score).",
+        show_default=False,
+    ),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Spearman correlation between human similarity scores and the model's cosines."""
+    with handle_errors():
+        model = load(model_path)
+        results = [model.evaluate_pairs(p) for p in pairs_files]
+        if as_json:
+            emit_json(
+                [
+                    {
+                        "path": r.path,
+                        "spearman": r.spearman,
+                        "pearson": r.pearson,
+                        "pairs_used": r.pairs_used,
+                        "oov_pairs": r.oov_pairs,
+                        "oov_ratio": r.oov_ratio,
+                    }
+                    for r in results
+                ]
+            )
+            return
+        rows = [
+            (
+                r.path,
+                f"{r.spearman:.4f}",
+                f"{r.pearson:.4f}",
+                r.pairs_used,
+                r.oov_pairs,
+                f"{100 * r.oov_ratio:.1f}%",
+            )
+            for r in results
+        ]
+        print_table(("pairs file", "spearman", "pearson", "used", "oov", "oov %"), rows)
+
+
+# --- export --------------------------------------------------------------------------------
+def export(
+    model_path: Path = MODEL_ARGUMENT,
+    out: Path = typer.Argument(..., metavar="OUT", help="Output file.", show_default=False),
+    fmt: ExportFormat = typer.Option(
+        ...,
+        "--format",
+        "-f",
+        help="word2vec (text), word2vec-binary, npy (dense matrix + .vocab.txt), npz (sparse).",
+        show_default=False,
+    ),
+    real: bool = typer.Option(
+        False,
+        "--real",
+        help="Amplitudes |z| only (D floats per word) instead of real and imaginary parts "
+        "(word2vec: 2D floats) or complex64 (npy).",
+    ),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Write the model for other tools: word2vec, a numpy matrix, or the sparse spectra.
+
+    word2vec files load with gensim's KeyedVectors.load_word2vec_format; npy writes the matrix
+    and OUT with suffix .vocab.txt; npz holds the sparse spectra. Files are written atomically.
+    """
+    with handle_errors():
+        model = load(model_path)
+        written = analysis.export(model, out, fmt.value, real=real)
+        if as_json:
+            files = [str(p) for p in written]
+            emit_json({"format": fmt.value, "real": real, "words": len(model), "files": files})
+            return
+        layout = _layout(fmt.value, real, model.frequency_dim)
+        typer.echo(f"Exported {len(model):,} words ({layout}) to:")
+        for p in written:
+            typer.echo(f"  {p} ({format_size(p.stat().st_size)})")
+
+
+def _layout(fmt: str, real: bool, d: int) -> str:
+    if fmt == "npz":
+        return "sparse spectra: indptr, frequencies, amplitudes, phases, words, counts"
+    if real:
+        return f"{d} amplitudes per word"
+    if fmt == "npy":
+        return f"complex64, {d} per word"
+    return f"{2 * d} floats per word: [re..., im...]"
+
+
+# --- plot ----------------------------------------------------------------------------------
+# In help texts a backslash keeps rich from reading "[plot]" as markup.
+def plot(
+    model_path: Path = MODEL_ARGUMENT,
+    words: Optional[list[str]] = typer.Argument(
+        None, metavar="WORD", help="Words whose spectra to plot.", show_default=False
+    ),
+    out: Path = typer.Option(
+        ..., "-o", "--output", help="Image file (.png, .svg, .pdf).", show_default=False
+    ),
+    overview: bool = typer.Option(
+        False,
+        "--overview",
+        help="Plot active frequencies per word and frequency usage instead of spectra.",
+    ),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Plot word spectra (phase as colour), or an overview of the whole model.
+
+    Each word gets a stem plot of amplitude against frequency, coloured by phase. --overview
+    plots the active frequencies per word and how many words use each frequency. Needs
+    matplotlib: pip install 'css-rs\\[plot]'.
+    """
+    with handle_errors():
+        if overview and words:
+            fail("give either words or --overview, not both")
+        if not overview and not words:
+            fail("name words to plot, or pass --overview")
+        model = load(model_path)
+        if overview:
+            written = analysis.plot_overview(model, out)
+        else:
+            written = analysis.plot_spectra(model, words or [], out)
+        if as_json:
+            emit_json({"file": str(written), "words": words or [], "overview": overview})
+            return
+        typer.echo(f"Wrote {written} ({format_size(written.stat().st_size)})")
+
+
+app.command("info")(info)
+app.command("spectrum")(spectrum)
+app.command("similar")(similar)
+app.command("polysemy")(polysemy)
+app.command("modes")(modes)
+app.command("eval")(evaluate)
+app.command("export")(export)
+app.command("plot")(plot)
