@@ -106,6 +106,10 @@ def format_size(n: int) -> str:
     return f"{n} B"
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def _words_with(scores: Sequence[tuple[str, float]], digits: int = 2) -> str:
     return ", ".join(f"{w} {s:.{digits}f}" for w, s in scores)
 
@@ -271,8 +275,8 @@ def _print_senses(report: analysis.SenseReport, rank: str, peak_ratio: float) ->
     peaks = report.polysemy.peaks
     verdict = "polysemous" if report.is_polysemous else "one sense"
     typer.echo(
-        f"{report.word!r}: {len(peaks)} peaks (>= {peak_ratio:g} x the strongest), "
-        f"{len(report.senses)} senses: {verdict}"
+        f"{report.word!r}: {_count(len(peaks), 'peak')} (>= {peak_ratio:g} x the strongest), "
+        f"{_count(len(report.senses), 'sense')}: {verdict}"
         + (f", balance {report.balance:.2f}" if report.is_polysemous else "")
     )
     typer.echo(f"Peaks and their sense neighbours ({rank} ranking):")
