@@ -1,0 +1,237 @@
+"""css-rs against gensim Word2Vec, side by side in one run (ALGORITHM.md, issue 3).
+
+    python benches/compare_gensim.py [--seeds 3] [--threads 2] [--study] [--quick]
+
+Corpus: ``../shared/data/gcide.txt.gz`` tokenized once by css-rs's tokenizer for every system;
+min_count 5, window 3, 5 negatives, 5 epochs, ``--threads`` workers. Each system trains in its
+own subprocess so that peak RSS is its own. Prints a markdown table: training tokens/s
+(corpus tokens x epochs / training seconds), ratio to gensim skip-gram 100, peak RSS of the
+process, model size on disk, WordSim-353 Spearman (mean over seeds, with min and max), and
+average active frequencies. ``--study`` adds the study of css-rs's defaults (one setting
+changed at a time). Needs the ``bench`` extra (gensim, psutil); skips if the data is absent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+CORPUS = DATA / "gcide.txt.gz"
+PAIRS = DATA / "wordsim353.tsv"
+COMMON = {"min_count": 5, "window": 3, "negative": 5, "epochs": 5}
+
+# The guide's original update rule, expressed in css-rs settings: hinge loss with unit
+# normalisation, lr 0.03 with step decay, L1 0.003, uniform negatives, no context updates,
+# supports frozen at their random start, no subsampling.
+GUIDE = {
+    "loss": "hinge",
+    "normalize": "l2",
+    "learning_rate": 0.03,
+    "min_lr": 0.0,
+    "lr_schedule": "step",
+    "sparsity_penalty": 0.003,
+    "negative_distribution": "uniform",
+    "update_context": False,
+    "exploration_fraction": 0.0,
+    "sample": 0.0,
+}
+
+STUDY: dict[str, dict[str, Any]] = {
+    "logistic -> hinge (l2)": {"loss": "hinge", "normalize": "l2"},
+    "no context updates": {"update_context": False},
+    "no phases": {"use_phases": False},
+    "learning_rate 0.2": {"learning_rate": 0.2},
+    "learning_rate 0.4": {"learning_rate": 0.4},
+    "no subsampling (sample 0)": {"sample": 0.0},
+    "step schedule": {"lr_schedule": "step"},
+    "exploration_fraction 0.5": {"exploration_fraction": 0.5},
+    "exploration_fraction 1.0 (never freeze)": {"exploration_fraction": 1.0},
+    "negative_lr_scale 1.0": {"negative_lr_scale": 1.0},
+}
+
+
+def load_texts() -> list[str]:
+    with gzip.open(CORPUS, "rt", encoding="utf-8") as fh:
+        return fh.read().splitlines()
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_css(spec: dict[str, Any], out_dir: Path) -> dict[str, Any]:
+    import css_rs
+
+    texts = load_texts()
+    vocab = css_rs.Vocabulary.from_texts(texts, min_count=COMMON["min_count"])
+    ids, offsets = vocab.encode_batch(texts)
+    del texts
+    config = css_rs.TrainConfig(
+        window_size=COMMON["window"],
+        negative_count=COMMON["negative"],
+        epochs=COMMON["epochs"],
+        threads=spec["threads"],
+        seed=spec["seed"],
+        **spec["settings"],
+    )
+    start = time.perf_counter()
+    model = css_rs.train((ids, offsets), vocab, config)
+    seconds = time.perf_counter() - start
+    path = out_dir / f"css-{os.getpid()}.json"
+    model.save(path)
+    return {
+        "tokens_per_second": len(ids) * config.epochs / seconds,
+        "spearman": model.evaluate_pairs(PAIRS).spearman,
+        "size_mb": path.stat().st_size / 1e6,
+        "avg_active": model.avg_active(),
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
+def run_gensim(spec: dict[str, Any], out_dir: Path) -> dict[str, Any]:
+    from gensim.models import Word2Vec
+
+    import css_rs
+
+    sentences = css_rs.Tokenizer().tokenize_batch(load_texts())
+    tokens = sum(map(len, sentences))
+    start = time.perf_counter()
+    model = Word2Vec(
+        sentences,
+        vector_size=spec["dims"],
+        sg=1,
+        window=COMMON["window"],
+        negative=COMMON["negative"],
+        min_count=COMMON["min_count"],
+        epochs=COMMON["epochs"],
+        workers=spec["threads"],
+        seed=spec["seed"],
+    )
+    seconds = time.perf_counter() - start
+    path = out_dir / f"gensim-{os.getpid()}.bin"
+    model.wv.save_word2vec_format(str(path), binary=True)
+    spearman = model.wv.evaluate_word_pairs(str(PAIRS))[1].statistic
+    return {
+        # gensim builds its vocabulary inside the call: count it as training time too.
+        "tokens_per_second": tokens * COMMON["epochs"] / seconds,
+        "spearman": float(spearman),
+        "size_mb": path.stat().st_size / 1e6,
+        "avg_active": float("nan"),
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
+def worker(spec_json: str) -> None:
+    spec = json.loads(spec_json)
+    with tempfile.TemporaryDirectory() as tmp:
+        runner = run_gensim if spec["system"] == "gensim" else run_css
+        print(json.dumps(runner(spec, Path(tmp))))
+
+
+def run(spec: dict[str, Any]) -> dict[str, Any]:
+    proc = subprocess.run(
+        [sys.executable, __file__, "--worker", json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def measure(name: str, spec: dict[str, Any], seeds: list[int]) -> dict[str, Any]:
+    results = [run({**spec, "seed": s}) for s in seeds]
+    ws = [r["spearman"] for r in results]
+    row = {
+        "name": name,
+        "tokens_per_second": statistics.mean(r["tokens_per_second"] for r in results),
+        "peak_rss_mb": max(r["peak_rss_mb"] for r in results),
+        "size_mb": results[0]["size_mb"],
+        "ws_mean": statistics.mean(ws),
+        "ws_min": min(ws),
+        "ws_max": max(ws),
+        "avg_active": statistics.mean(r["avg_active"] for r in results),
+        "seeds": len(seeds),
+    }
+    print(
+        f"  done: {name}: {row['tokens_per_second'] / 1e6:.2f} M tok/s, WS353 {row['ws_mean']:.3f}",
+        file=sys.stderr,
+        flush=True,
+    )
+    return row
+
+
+def table(rows: list[dict[str, Any]], baseline: float) -> str:
+    head = (
+        "| system | tokens/s | vs gensim sg-100 | peak RSS | model on disk | "
+        "WordSim-353 (mean [min, max]) | active freq. |\n|---|---|---|---|---|---|---|"
+    )
+    lines = [head]
+    for r in rows:
+        ws = f"{r['ws_mean']:.3f}"
+        if r["seeds"] > 1:
+            ws += f" [{r['ws_min']:.3f}, {r['ws_max']:.3f}] ({r['seeds']} seeds)"
+        active = "—" if r["avg_active"] != r["avg_active"] else f"{r['avg_active']:.2f}"
+        lines.append(
+            f"| {r['name']} | {r['tokens_per_second'] / 1e6:.2f} M | "
+            f"{r['tokens_per_second'] / baseline:.1f}x | {r['peak_rss_mb']:.0f} MB | "
+            f"{r['size_mb']:.1f} MB | {ws} | {active} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--study", action="store_true", help="also run the study of defaults")
+    parser.add_argument("--quick", action="store_true", help="one seed, no gensim 16-dim")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        worker(args.worker)
+        return 0
+    if not (CORPUS.exists() and PAIRS.exists()):
+        print(f"skipped: {CORPUS} or {PAIRS} is absent")
+        return 0
+    seeds = [1] if args.quick else list(range(1, args.seeds + 1))
+    base = {"threads": args.threads}
+    css = {**base, "system": "css"}
+    rows = [
+        measure("gensim skip-gram, 100 dims", {**base, "system": "gensim", "dims": 100}, [1]),
+    ]
+    if not args.quick:
+        rows.append(
+            measure("gensim skip-gram, 16 dims", {**base, "system": "gensim", "dims": 16}, [1])
+        )
+    rows += [
+        measure("css-rs defaults (K=8)", {**css, "settings": {}}, seeds),
+        measure(
+            "css-rs K=16, lr 0.2",
+            {**css, "settings": {"max_frequencies": 16, "learning_rate": 0.2}},
+            seeds,
+        ),
+        measure("css-rs, the guide's original settings", {**css, "settings": GUIDE}, [1]),
+    ]
+    print(f"\ncorpus {CORPUS.name}, {COMMON}, threads={args.threads}\n")
+    print(table(rows, rows[0]["tokens_per_second"]))
+    if args.study:
+        study = [measure("defaults", {**css, "settings": {}}, seeds)]
+        study += [measure(name, {**css, "settings": s}, seeds) for name, s in STUDY.items()]
+        print("\nStudy of the defaults (one change at a time):\n")
+        print(table(study, rows[0]["tokens_per_second"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
