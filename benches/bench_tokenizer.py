@@ -42,7 +42,8 @@ def main() -> int:
     os.environ["RAYON_NUM_THREADS"] = str(args.threads)
     import css_rs
 
-    texts = gzip.open(DATA, "rt", encoding="utf-8").read().splitlines()
+    with gzip.open(DATA, "rt", encoding="utf-8") as fh:
+        texts = fh.read().splitlines()
     megabytes = sum(len(t.encode()) for t in texts) / 1e6
     pattern = re.compile(r"[a-z0-9_]+")
 
