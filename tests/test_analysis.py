@@ -62,13 +62,18 @@ def test_amplitude_ranking_mixes_the_senses_of_shared_frequencies(model: CSSMode
     assert peak_topics(analysis.polysemy(model, "bank"), POLYSEMOUS["bank"])["river"]
 
 
-def test_amplitude_ranking_is_exactly_the_engines(model: CSSModel) -> None:
-    every = list(range(len(model)))
+def test_phase_ranking_is_the_engines(model: CSSModel) -> None:
+    """CSSModel.polysemy (Rust, float32) ranks sense neighbours as analysis' phase ranking."""
     for ratio, k in ((0.25, 5), (0.3, 7), (0.0, 3)):
-        analyzer = analysis.SenseAnalyzer(model, peak_ratio=ratio, k=k, rank="amplitude")
-        assert analyzer.polysemy(every) == [
-            model.polysemy(w, peak_ratio=ratio, k=k) for w in model.words
-        ]
+        analyzer = analysis.SenseAnalyzer(model, peak_ratio=ratio, k=k, rank="phase")
+        for word, mine in zip(model.words, analyzer.polysemy(list(range(len(model))))):
+            engine = model.polysemy(word, peak_ratio=ratio, k=k)
+            assert [p.frequency for p in mine.peaks] == [p.frequency for p in engine.peaks]
+            for a, b in zip(mine.peaks, engine.peaks):
+                assert [w for w, _ in a.neighbours] == [w for w, _ in b.neighbours], word
+                assert [s for _, s in a.neighbours] == pytest.approx(
+                    [s for _, s in b.neighbours], rel=1e-4
+                )
 
 
 def test_phase_neighbours_are_aligned_and_ranked(model: CSSModel) -> None:

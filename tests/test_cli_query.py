@@ -150,13 +150,18 @@ def test_polysemy_of_a_planted_word_shows_both_senses(model_path: Path, word: st
     assert "2 senses: polysemous" in text
 
 
-def test_polysemy_amplitude_ranking_is_the_python_api(model: CSSModel, model_path: Path) -> None:
-    out = run_json("polysemy", model_path, "bank", "--rank", "amplitude", "-k", 4)
+def test_polysemy_default_ranking_is_the_python_api(model: CSSModel, model_path: Path) -> None:
+    out = run_json("polysemy", model_path, "bank", "-k", 4)
     expected = model.polysemy("bank", k=4)
     got = [(p["frequency"], p["amplitude"], p["phase"]) for p in out["peaks"]]
     assert got == [(p.frequency, p.amplitude, p.phase) for p in expected.peaks]
     for peak, ref in zip(out["peaks"], expected.peaks):
-        assert [(n["word"], n["score"]) for n in peak["neighbours"]] == ref.neighbours
+        assert [n["word"] for n in peak["neighbours"]] == [w for w, _ in ref.neighbours]
+        assert [n["score"] for n in peak["neighbours"]] == pytest.approx(
+            [s for _, s in ref.neighbours], rel=1e-4
+        )
+    amplitude = run_json("polysemy", model_path, "bank", "--rank", "amplitude", "-k", 4)
+    assert [p["frequency"] for p in amplitude["peaks"]] == [p.frequency for p in expected.peaks]
 
 
 def test_polysemy_ranking(model_path: Path) -> None:
@@ -361,3 +366,19 @@ def test_subprocess_export_and_plot(model_path: Path, tmp_path: Path) -> None:
     proc = css_rs_process("plot", model_path, "bank", "-o", tmp_path / "bank.png", "--json")
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["file"] == str(tmp_path / "bank.png")
+
+
+def test_output_piped_into_a_reader_that_stops_early(model_path: Path) -> None:
+    """`css-rs modes MODEL | head -1`: no error message when the pipe closes."""
+    proc = subprocess.Popen(
+        # One line per frequency with every word: more than a pipe buffer holds.
+        [sys.executable, "-m", "css_rs", "modes", str(model_path), "-k", "1000"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.readline()
+    proc.stdout.close()  # the reader goes away, as head does
+    err = proc.stderr.read()
+    assert proc.wait(timeout=60) == 141
+    assert b"Broken pipe" not in err and b"Traceback" not in err

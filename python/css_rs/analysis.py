@@ -7,15 +7,16 @@ scripts and notebooks can call it; ``css_rs.cli.query`` only formats what these 
 Sense neighbours and the phase
 ------------------------------
 A word's *peaks* are its entries with amplitude >= ``peak_ratio`` x its strongest
-(ALGORITHM.md section 7). The engine ranks a peak's sense neighbours by amplitude product. In
+(ALGORITHM.md section 7). ALGORITHM.md ranks a peak's sense neighbours by amplitude product. In
 trained models, however, a frequency is typically shared by several unrelated clusters that sit
 at different phases (on the synthetic corpus a handful of frequencies is used by *every* word),
 so the amplitude product ranks unrelated words as highly as related ones. The natural complex
 generalisation is the *phase-aligned* product ``Re(z_w * conj(z_u))`` at that frequency
 (= amplitude product x cos of the phase difference): it is exactly that frequency's
 contribution to the inner product behind the complex cosine. ``rank="phase"`` (the default
-here) uses it, among the words whose cosine with ``w`` is positive (a single term can be large
-for a word whose other terms cancel it); ``rank="amplitude"`` reproduces the engine's ranking.
+here, and the engine's: ``CSSModel.polysemy``) uses it, among the words whose cosine with
+``w`` is positive (a single term can be large for a word whose other terms cancel it);
+``rank="amplitude"`` is the plain amplitude product, for comparison.
 
 Senses
 ------
@@ -154,7 +155,7 @@ class FrequencyIndex:
         dots: Optional[np.ndarray] = None,
     ) -> list[tuple[int, float]]:
         """The words whose own peaks include ``f``, best score first (ties by id, as the
-        engine). ``rank="amplitude"``: amplitude product, exactly as the engine (float32).
+        engine). ``rank="amplitude"``: amplitude product (float32, as the engine's amplitudes).
         ``rank="phase"``: the phase-aligned product, among the words with a positive cosine
         with ``word`` (``dots``: its ``inner_products``) - one frequency's term can be large
         for a word whose other terms cancel it, and such a word is no neighbour at all."""
@@ -422,8 +423,8 @@ def polysemy(
     rank: Ranking = "phase",
 ) -> Polysemy:
     """``CSSModel.polysemy`` with a choice of sense-neighbour ranking: ``"phase"`` (the
-    phase-aligned product) or ``"amplitude"`` (the engine's own: the same result as
-    ``CSSModel.polysemy``). Unknown words raise UnknownWordError."""
+    phase-aligned product, as ``CSSModel.polysemy``) or ``"amplitude"`` (the amplitude
+    product). Unknown words raise UnknownWordError."""
     wid = model.word_id(word)
     return SenseAnalyzer(model, peak_ratio=peak_ratio, k=k, rank=rank).polysemy([wid])[0]
 

@@ -191,7 +191,9 @@ class CSSModel:
         self, word: str, *, peak_ratio: float = DEFAULT_PEAK_RATIO, k: int = 5
     ) -> Polysemy:
         """The peaks of ``word`` (entries >= ``peak_ratio`` x its strongest) and, for each, its
-        ``k`` sense neighbours: words whose own peaks include that frequency."""
+        ``k`` sense neighbours: words whose own peaks include that frequency, ranked by the
+        phase-aligned product ``Re(z_w conj z_u)`` there, among words with a positive cosine
+        with ``word`` (clusters share frequencies and differ by phase)."""
         wid = self.word_id(word)
         words = self.words
         peaks = []

@@ -4,6 +4,7 @@ owns the app, the version flag and the mapping of errors to exit codes."""
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from collections.abc import Iterator
 from typing import NoReturn, Optional
@@ -17,6 +18,8 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+# As a Unix tool killed by SIGPIPE (128 + 13): the reader of our output went away.
+EXIT_BROKEN_PIPE = 141
 
 app = typer.Typer(
     name="css-rs",
@@ -63,6 +66,9 @@ def handle_errors() -> Iterator[None]:
         yield
     except typer.Exit:
         raise
+    except BrokenPipeError:
+        _silence_stdout()
+        raise typer.Exit(EXIT_BROKEN_PIPE) from None
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         raise typer.Exit(EXIT_INTERRUPTED) from None
@@ -74,6 +80,15 @@ def handle_errors() -> Iterator[None]:
         if _state["debug"]:
             raise
         fail(_one_line(e), EXIT_FAILURE)
+
+
+def _silence_stdout() -> None:
+    """Points stdout at /dev/null so that flushing it at exit cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 def _one_line(e: BaseException) -> str:
@@ -89,6 +104,9 @@ def main() -> None:
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(EXIT_INTERRUPTED)
+    except BrokenPipeError:
+        _silence_stdout()
+        sys.exit(EXIT_BROKEN_PIPE)
 
 
 # Commands register themselves on the app when imported (train, config init|show).

@@ -243,15 +243,15 @@ def polysemy(
     rank: Ranking = typer.Option(
         Ranking.phase,
         "--rank",
-        help="Sense neighbours by phase-aligned product Re(z_w conj z_u), or by amplitude "
-        "product (as CSSModel.polysemy).",
+        help="Sense neighbours by phase-aligned product Re(z_w conj z_u) (as "
+        "CSSModel.polysemy), or by amplitude product.",
     ),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """A word's peaks, sense neighbours and senses; without WORD, the most polysemous words.
 
-    Sense neighbours are ranked by the phase-aligned product by default (--rank amplitude: the
-    engine's amplitude product, as CSSModel.polysemy). Senses are groups of the word's nearest
+    Sense neighbours are ranked by the phase-aligned product by default, as CSSModel.polysemy
+    (--rank amplitude: by amplitude product). Senses are groups of the word's nearest
     neighbours; the ranking looks at the --among most frequent words.
     """
     with handle_errors():
