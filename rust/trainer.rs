@@ -840,12 +840,12 @@ struct Shared<'a> {
     epoch: usize,
 }
 
-/// A sparse complex vector over `0..D` with O(1) clear: a dense value array whose entries are
-/// valid only where `stamp == gen`, plus the list of touched frequencies.
+/// A sparse complex vector over `0..D`: a dense value array that is all zeros outside the
+/// touched frequencies, plus their list. Reads are plain loads (no branch: they sit in every
+/// dot product and update); clearing zeroes only what was touched.
 struct SparseAcc {
     val: Vec<(f32, f32)>,
-    stamp: Vec<u32>,
-    gen: u32,
+    mark: Vec<bool>,
     touched: Vec<u16>,
 }
 
@@ -853,27 +853,24 @@ impl SparseAcc {
     fn new(d: usize) -> Self {
         SparseAcc {
             val: vec![(0.0, 0.0); d],
-            stamp: vec![0; d],
-            gen: 1,
+            mark: vec![false; d],
             touched: Vec::with_capacity(64),
         }
     }
 
     fn clear(&mut self) {
-        self.touched.clear();
-        if self.gen == u32::MAX {
-            self.stamp.iter_mut().for_each(|s| *s = 0);
-            self.gen = 0;
+        for &f in &self.touched {
+            self.val[f as usize] = (0.0, 0.0);
+            self.mark[f as usize] = false;
         }
-        self.gen += 1;
+        self.touched.clear();
     }
 
     #[inline]
     fn add(&mut self, f: u16, re: f32, im: f32) {
         let i = f as usize;
-        if self.stamp[i] != self.gen {
-            self.stamp[i] = self.gen;
-            self.val[i] = (0.0, 0.0);
+        if !self.mark[i] {
+            self.mark[i] = true;
             self.touched.push(f);
         }
         self.val[i].0 += re;
@@ -882,12 +879,7 @@ impl SparseAcc {
 
     #[inline]
     fn get(&self, f: u16) -> (f32, f32) {
-        let i = f as usize;
-        if self.stamp[i] == self.gen {
-            self.val[i]
-        } else {
-            (0.0, 0.0)
-        }
+        self.val[f as usize]
     }
 
     fn scale(&mut self, s: f32) {
@@ -958,6 +950,8 @@ struct Scratch {
     sentence: Vec<u32>,
     /// Negatives of the current position: id and score (then gradient weight g_n).
     negs: Vec<(u32, f32)>,
+    /// Negatives drawn one position ahead, so their spectra can be prefetched.
+    next_negs: Vec<u32>,
     /// Words already updated at this position: a later update of the same word must reload
     /// it rather than use the copy taken before.
     updated: Vec<u32>,
@@ -981,6 +975,7 @@ impl Scratch {
             },
             sentence: Vec::new(),
             negs: Vec::with_capacity(p.negative_count),
+            next_negs: Vec::with_capacity(p.negative_count),
             updated: Vec::with_capacity(2 * w + p.negative_count + 1),
         }
     }
@@ -1045,6 +1040,10 @@ fn train_document(
             s.sentence.push(id);
         }
     }
+    for &w in &s.sentence {
+        sh.spectra.prefetch(w as usize);
+    }
+    draw_negatives(sh, rng, &mut s.next_negs);
     for t in 0..s.sentence.len() {
         // The loss is estimated on a fixed subset of positions, the same however the run is
         // paused and resumed.
@@ -1053,6 +1052,16 @@ fn train_document(
     }
     sh.tokens_done.fetch_add(doc.len() as u64, Relaxed);
     Ok(())
+}
+
+/// Draws the negatives of the next position and prefetches their spectra.
+fn draw_negatives(sh: &Shared<'_>, rng: &mut Rng, out: &mut Vec<u32>) {
+    out.clear();
+    for _ in 0..sh.params.negative_count {
+        let neg = sh.sampler.sample(rng);
+        sh.spectra.prefetch(neg as usize);
+        out.push(neg);
+    }
 }
 
 #[inline]
@@ -1090,6 +1099,7 @@ fn train_position(
         bufs,
         sentence,
         negs,
+        next_negs,
         updated,
     } = s;
     // Context spectrum C: mean of the context words' current spectra (copies kept for the
@@ -1106,8 +1116,7 @@ fn train_position(
     let score_w = work.ctx.dot(&bufs.target);
 
     negs.clear();
-    for _ in 0..p.negative_count {
-        let neg = sh.sampler.sample(rng);
+    for &neg in next_negs.iter() {
         if neg == target {
             continue;
         }
@@ -1115,6 +1124,7 @@ fn train_position(
         sh.spectra.load(neg as usize, buf);
         negs.push((neg, work.ctx.dot(buf)));
     }
+    draw_negatives(sh, rng, next_negs);
 
     if sample_loss {
         tally.loss += position_loss(p, score_w, negs);
