@@ -77,14 +77,15 @@ def run_css(spec: dict[str, Any], out_dir: Path) -> dict[str, Any]:
     vocab = css_rs.Vocabulary.from_texts(texts, min_count=COMMON["min_count"])
     ids, offsets = vocab.encode_batch(texts)
     del texts
-    config = css_rs.TrainConfig(
-        window_size=COMMON["window"],
-        negative_count=COMMON["negative"],
-        epochs=COMMON["epochs"],
-        threads=spec["threads"],
-        seed=spec["seed"],
-        **spec["settings"],
-    )
+    settings = {
+        "window_size": COMMON["window"],
+        "negative_count": COMMON["negative"],
+        "epochs": COMMON["epochs"],
+        "threads": spec["threads"],
+        "seed": spec["seed"],
+        **spec["settings"],  # a variant may override the common settings
+    }
+    config = css_rs.TrainConfig(**settings)
     start = time.perf_counter()
     model = css_rs.train((ids, offsets), vocab, config)
     seconds = time.perf_counter() - start
