@@ -14,28 +14,22 @@ import pytest
 from typer.testing import CliRunner, Result
 
 import css_rs
-from css_rs import CSSModel, TrainConfig, Vocabulary
+from css_rs import CSSModel
 from css_rs.cli import app
 from css_rs.persistence import metadata_path
-from css_rs.synthetic import POLYSEMOUS, cluster_of, generate_corpus
+from css_rs.synthetic import POLYSEMOUS, cluster_of
 
 runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def model() -> CSSModel:
-    # The demo's default size: at 1500 documents and 3 epochs a planted sense is occasionally
-    # not yet a peak (1 of 36 seed combinations measured), at this size 36 of 36 are.
-    texts = generate_corpus(3000, seed=5)
-    vocab = Vocabulary.from_texts(texts)
-    return css_rs.train(texts, vocab, TrainConfig(threads=1, epochs=5))
+def model(synthetic_model: CSSModel) -> CSSModel:
+    return synthetic_model
 
 
 @pytest.fixture(scope="module")
-def model_path(model: CSSModel, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("model") / "css_model.json"
-    model.save(path)
-    return path
+def model_path(synthetic_model_path: Path) -> Path:
+    return synthetic_model_path
 
 
 @pytest.fixture(scope="module")

@@ -35,7 +35,6 @@ import contextlib
 import io
 import math
 import os
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +45,7 @@ import orjson
 
 from css_rs.errors import CssRsError, InputError
 from css_rs.model import DEFAULT_PEAK_RATIO, Peak, Polysemy
-from css_rs.persistence import EMPTY_FREQUENCY, metadata_path
+from css_rs.persistence import EMPTY_FREQUENCY, atomic_writer, metadata_path
 
 if TYPE_CHECKING:
     from css_rs.model import CSSModel
@@ -571,27 +570,17 @@ def training_summary(metadata: dict[str, Any]) -> dict[str, Any]:
 # --- export --------------------------------------------------------------------------------
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
-    """A binary file that appears at ``path`` only once fully written (temp file, fsync,
-    rename), so large exports can be streamed. A path that cannot be written at all (a
-    directory, a missing permission, a file where a folder should be) raises InputError."""
+    """``persistence.atomic_writer`` for exports. A path where the file cannot be created at
+    all (a directory, a missing permission, a file where a folder should be) raises
+    InputError; other failures (a full disk) stay OSError."""
     target = Path(path)
     if target.is_dir():
         raise InputError(f"{target}: is a directory, not an output file")
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    except OSError as e:
-        raise InputError(f"{target}: cannot write there ({e.strerror or e})") from None
-    try:
-        with os.fdopen(fd, "wb") as fh:
+        with atomic_writer(target) as fh:
             yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    except (PermissionError, NotADirectoryError, FileExistsError) as e:
+        raise InputError(f"{target}: cannot write there ({e.strerror or e})") from None
 
 
 def amplitude_matrix(model: CSSModel) -> np.ndarray:

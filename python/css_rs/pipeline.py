@@ -29,7 +29,7 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Callable, Optional
+from typing import IO, Any, Callable, Optional, TypeVar
 
 import numpy as np
 
@@ -122,8 +122,24 @@ def deferred_interrupts() -> Iterator[None]:
 # --- run state ----------------------------------------------------------------------------
 
 
+_Record = TypeVar("_Record", bound="JsonRecord")
+
+
+class JsonRecord:
+    """A dataclass that round-trips through a JSON object; keys it does not know (from a
+    checkpoint of another version) are ignored."""
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_json(cls: type[_Record], obj: Mapping[str, Any]) -> _Record:
+        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        return cls(**{k: v for k, v in obj.items() if k in names})
+
+
 @dataclass
-class StreamStats:
+class StreamStats(JsonRecord):
     """Phase 1 counters, carried across resumed runs in the checkpoint manifest."""
 
     batches: int = 0
@@ -135,17 +151,9 @@ class StreamStats:
     complete: bool = False
     total_documents: Optional[int] = None
 
-    def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_json(cls, obj: Mapping[str, Any]) -> StreamStats:
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in obj.items() if k in names})
-
 
 @dataclass
-class TrainStats:
+class TrainStats(JsonRecord):
     """Phases 2 and 3 figures, carried across resumed runs."""
 
     convert_seconds: float = 0.0
@@ -154,14 +162,6 @@ class TrainStats:
     corpus_tokens: int = 0
     epoch_stats: list[dict[str, Any]] = field(default_factory=list)
     tokens_per_second: float = 0.0
-
-    def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_json(cls, obj: Mapping[str, Any]) -> TrainStats:
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in obj.items() if k in names})
 
 
 @dataclass
