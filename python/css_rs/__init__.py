@@ -7,6 +7,7 @@ streams data, configures, checkpoints and presents.
 
 from __future__ import annotations
 
+from css_rs import synthetic
 from css_rs._core import Tokenizer, Vocabulary, __version__
 from css_rs.config import TrainConfig
 from css_rs.errors import CssRsError, InputError
@@ -28,5 +29,6 @@ __all__ = [
     "Vocabulary",
     "__version__",
     "load",
+    "synthetic",
     "train",
 ]
