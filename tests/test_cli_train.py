@@ -338,3 +338,31 @@ def test_resume_from_checkpoint_false_starts_over(
     done = train(tmp_path, env=clean_env(CSS_RS_RESUME_FROM_CHECKPOINT="false"))
     assert "RESUMING" not in done.stdout and "Removed previous checkpoint" in done.stdout
     assert_finished_like_reference(tmp_path, done, reference)
+
+
+def test_a_second_run_on_the_same_checkpoint_is_refused(tmp_path: Path) -> None:
+    """Two runs sharing one checkpoint would resume from each other's progress: refused."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "css_rs", "train", *SETTINGS],
+        cwd=tmp_path,
+        env=clean_env(CSS_RS_TEST_HOLD="batch:1"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    try:
+        for line in proc.stderr:
+            if line.startswith("[test-hold]"):
+                break
+        second = train(tmp_path)
+        assert second.returncode == 2
+        assert f"pid {proc.pid}" in second.stderr
+        assert "is using this checkpoint" in second.stderr
+        assert "Traceback" not in second.stderr
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=120)
+    # The first run's lock died with it: the next run resumes normally.
+    done = train(tmp_path)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr

@@ -382,3 +382,43 @@ class CheckpointStore:
             return []
         patterns = (_SHARD_RE, _GENERATION_RE, _TEMP_RE)
         return sorted(p for p in self.cache_dir.iterdir() if any(r.match(p.name) for r in patterns))
+
+
+# --- one run per checkpoint ----------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def exclusive_run(manifest_path: Path) -> Iterator[None]:
+    """Holds an exclusive lock beside the checkpoint manifest for the whole run.
+
+    Two runs sharing one checkpoint (a second terminal, a job started twice) would resume from
+    each other's half-written progress and race on the model; the second one is refused, naming
+    the process that holds the lock. The lock is the kernel's (``flock``): it ends with the
+    process, even a killed one, so a stale lock file never blocks anything. Where ``fcntl`` is
+    missing (Windows) runs are not locked.
+    """
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    lock_path = manifest_path.with_name(f".{manifest_path.name}.lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a+") as fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            raise InputError(
+                f"{manifest_path}: another css-rs train ({holder}) is using this checkpoint; "
+                "wait for it to finish, or give this run its own --checkpoint-path"
+            ) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()}")
+        fh.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)

@@ -39,6 +39,7 @@ from css_rs.checkpoint import (
     CheckpointStore,
     FileRecord,
     ShardWriter,
+    exclusive_run,
     iter_document_chunks,
 )
 from css_rs.config import ResolvedConfig, TrainConfig, config_differences
@@ -291,6 +292,10 @@ class TrainingRun:
     # -- entry point ----------------------------------------------------------------------
 
     def run(self) -> RunResult:
+        with exclusive_run(self.store.manifest_path):
+            return self._run()
+
+    def _run(self) -> RunResult:
         self._announce()
         checkpoint = self._open_checkpoint()
         plan = (
