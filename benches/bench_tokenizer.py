@@ -1,10 +1,14 @@
-"""Tokenize-and-count throughput: css-rs ``Vocabulary.from_texts`` against Python's
-``re.findall`` + ``collections.Counter`` (the original tool's rule), in one run on
+"""Tokenize-and-count throughput: css-rs against Python's ``re.findall`` +
+``collections.Counter`` (the original tool's rule), in one run on
 ``../shared/data/gcide.txt.gz``.
 
-    python benches/bench_tokenizer.py [--threads N] [--repeat R]
+    python benches/bench_tokenizer.py [--threads N] [--repeat R] [--min-count C]
 
-Both sides produce the same counts (checked). Prints MB/s for each and the ratio.
+Two jobs, each done the same way on both sides:
+- *count*: every word's count (``Vocabulary.update`` against ``Counter.update``);
+- *vocabulary*: count, keep words seen ``--min-count`` times, ids by descending count, ties
+  by word (``Vocabulary.from_texts`` against ``Counter`` + filter + sort + id dict).
+The counts are checked equal. Prints seconds, MB/s and the ratio (best of ``--repeat``).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--min-count", type=int, default=5)
     args = parser.parse_args()
     if not DATA.exists():
         print(f"skipped: {DATA} is absent")
@@ -46,6 +51,7 @@ def main() -> int:
         texts = fh.read().splitlines()
     megabytes = sum(len(t.encode()) for t in texts) / 1e6
     pattern = re.compile(r"[a-z0-9_]+")
+    min_count = args.min_count
 
     def python_counts() -> Counter[str]:
         counts: Counter[str] = Counter()
@@ -53,21 +59,43 @@ def main() -> int:
             counts.update(pattern.findall(text.lower()))
         return counts
 
+    def python_vocabulary() -> dict[str, int]:
+        counts = python_counts()
+        kept = [w for w, c in counts.items() if c >= min_count]
+        kept.sort(key=lambda w: (-counts[w], w))
+        return {w: i for i, w in enumerate(kept)}
+
     def rust_counts() -> css_rs.Vocabulary:
-        return css_rs.Vocabulary.from_texts(texts, min_count=1, max_size=10**9)
+        vocab = css_rs.Vocabulary()
+        vocab.update(texts)
+        return vocab
+
+    def rust_vocabulary() -> css_rs.Vocabulary:
+        return css_rs.Vocabulary.from_texts(texts, min_count=min_count, max_size=10**9)
 
     expected = python_counts()
-    vocab = rust_counts()
-    ascii_words = {w: c for w, c in vocab.counts.items() if w.isascii()}
+    everything = rust_counts()
+    everything.build(min_count=1, max_size=10**9)
+    ascii_words = {w: c for w, c in everything.counts.items() if w.isascii()}
     assert ascii_words == {w: c for w, c in expected.items() if w in ascii_words}, "counts differ"
+    assert rust_vocabulary().words == list(python_vocabulary()), "vocabularies differ"
 
-    t_py = best_of(args.repeat, python_counts)
-    t_rs = best_of(args.repeat, rust_counts)
+    rows = [
+        ("count", best_of(args.repeat, python_counts), best_of(args.repeat, rust_counts)),
+        (
+            f"vocabulary (min_count {min_count})",
+            best_of(args.repeat, python_vocabulary),
+            best_of(args.repeat, rust_vocabulary),
+        ),
+    ]
     print(f"corpus: {DATA.name}, {len(texts):,} lines, {megabytes:.1f} MB, threads={args.threads}")
-    print(f"{'system':<42}{'seconds':>10}{'MB/s':>10}")
-    print(f"{'Python re.findall + Counter (1 thread)':<42}{t_py:>10.2f}{megabytes / t_py:>10.1f}")
-    print(f"{'css-rs Vocabulary.from_texts':<42}{t_rs:>10.2f}{megabytes / t_rs:>10.1f}")
-    print(f"ratio: css-rs is {t_py / t_rs:.1f}x faster")
+    header = ["Python s", "css-rs s", "Python MB/s", "css-rs MB/s", "ratio"]
+    print(f"{'job':<26}" + "".join(f"{h:>13}" for h in header))
+    for job, t_py, t_rs in rows:
+        print(
+            f"{job:<26}{t_py:>13.3f}{t_rs:>13.3f}{megabytes / t_py:>13.1f}"
+            f"{megabytes / t_rs:>13.1f}{t_py / t_rs:>12.1f}x"
+        )
     return 0
 
 

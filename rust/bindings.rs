@@ -27,33 +27,74 @@ pub(crate) fn to_py_err(err: CssError) -> PyErr {
     }
 }
 
-/// Copies a Python iterable of `str` into owned Rust strings so the GIL can be released.
-/// A non-`str` item raises `TypeError` naming its index; lone surrogates become U+FFFD.
-pub(crate) fn extract_texts(texts: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
-    if texts.is_instance_of::<PyString>() {
-        return Err(PyTypeError::new_err(
-            "texts must be an iterable of str, not a single str",
-        ));
+/// Texts taken from a Python iterable of `str`, readable without the GIL.
+///
+/// Each string is encoded to UTF-8 once, by CPython (`PyUnicode_AsUTF8String`); the bytes
+/// objects are kept alive here and read in place, so nothing is copied a second time. A string
+/// with lone surrogates (e.g. bytes decoded with `surrogateescape`) cannot be encoded strictly:
+/// it is converted lossily (U+FFFD) into an owned string instead.
+pub(crate) struct PyTexts<'py> {
+    encoded: Vec<Bound<'py, PyBytes>>,
+    lossy: Vec<String>,
+    /// For each text in order: (taken from `encoded`?, index in that vector).
+    order: Vec<(bool, usize)>,
+}
+
+impl<'py> PyTexts<'py> {
+    /// A non-`str` item raises `TypeError` naming its index.
+    pub(crate) fn extract(texts: &Bound<'py, PyAny>) -> PyResult<Self> {
+        if texts.is_instance_of::<PyString>() {
+            return Err(PyTypeError::new_err(
+                "texts must be an iterable of str, not a single str",
+            ));
+        }
+        let mut out = PyTexts {
+            encoded: Vec::new(),
+            lossy: Vec::new(),
+            order: Vec::new(),
+        };
+        for (i, item) in texts.try_iter()?.enumerate() {
+            let item = item?;
+            let s = item.cast::<PyString>().map_err(|_| {
+                let tname = item
+                    .get_type()
+                    .name()
+                    .map(|n| n.to_string())
+                    .unwrap_or_else(|_| "object".to_string());
+                PyTypeError::new_err(format!("texts[{i}] is {tname}, expected str"))
+            })?;
+            match s.encode_utf8() {
+                Ok(bytes) => {
+                    out.order.push((true, out.encoded.len()));
+                    out.encoded.push(bytes);
+                }
+                Err(_) => {
+                    out.order.push((false, out.lossy.len()));
+                    out.lossy.push(s.to_string_lossy().into_owned());
+                }
+            }
+        }
+        Ok(out)
     }
-    let mut out = Vec::new();
-    for (i, item) in texts.try_iter()?.enumerate() {
-        let item = item?;
-        let s = item.cast::<PyString>().map_err(|_| {
-            let tname = item
-                .get_type()
-                .name()
-                .map(|n| n.to_string())
-                .unwrap_or_else(|_| "object".to_string());
-            PyTypeError::new_err(format!("texts[{i}] is {tname}, expected str"))
-        })?;
-        out.push(owned_text(s));
+
+    /// The texts as `&str`, in order (plain references: they may cross `Python::detach`).
+    pub(crate) fn strs(&self) -> Vec<&str> {
+        self.order
+            .iter()
+            .map(|&(encoded, i)| {
+                if encoded {
+                    // Strict UTF-8 from CPython is valid UTF-8; the fallback is unreachable.
+                    std::str::from_utf8(self.encoded[i].as_bytes()).unwrap_or("")
+                } else {
+                    self.lossy[i].as_str()
+                }
+            })
+            .collect()
     }
-    Ok(out)
 }
 
 /// The text as an owned Rust string. The strict conversion is the fast one; only a string
-/// with lone surrogates (e.g. bytes decoded with `surrogateescape`) takes the lossy path,
-/// where they become U+FFFD.
+/// with lone surrogates takes the lossy path, where they become U+FFFD.
 fn owned_text(s: &Bound<'_, PyString>) -> String {
     match s.to_cow() {
         Ok(text) => text.into_owned(),
@@ -65,7 +106,7 @@ fn text_of(text: &Bound<'_, PyAny>) -> PyResult<String> {
     let s = text
         .cast::<PyString>()
         .map_err(|_| PyTypeError::new_err("text must be str"))?;
-    Ok(s.to_string_lossy().into_owned())
+    Ok(owned_text(s))
 }
 
 /// Lowercases and splits text into words (letters and digits of every script, and `_`).
@@ -88,8 +129,9 @@ impl PyTokenizer {
         py: Python<'_>,
         texts: &Bound<'_, PyAny>,
     ) -> PyResult<Vec<Vec<String>>> {
-        let texts = extract_texts(texts)?;
-        Ok(py.detach(|| tokenizer::tokenize_batch(&texts)))
+        let texts = PyTexts::extract(texts)?;
+        let strs = texts.strs();
+        Ok(py.detach(|| tokenizer::tokenize_batch(&strs)))
     }
 
     fn __repr__(&self) -> &'static str {
@@ -115,9 +157,10 @@ impl PyVocabulary {
 
     /// Counts the words of `texts` in parallel; returns the number of tokens counted.
     fn update(&mut self, py: Python<'_>, texts: &Bound<'_, PyAny>) -> PyResult<u64> {
-        let texts = extract_texts(texts)?;
+        let texts = PyTexts::extract(texts)?;
+        let strs = texts.strs();
         let inner = &mut self.inner;
-        Ok(py.detach(|| inner.update(&texts)))
+        Ok(py.detach(|| inner.update(&strs)))
     }
 
     fn merge(&mut self, other: PyRef<'_, PyVocabulary>) {
@@ -141,10 +184,11 @@ impl PyVocabulary {
         max_size: i64,
     ) -> PyResult<Self> {
         let (min_count, max_size) = check_build_args(min_count, max_size)?;
-        let texts = extract_texts(texts)?;
+        let texts = PyTexts::extract(texts)?;
+        let strs = texts.strs();
         let inner = py.detach(|| {
             let mut v = Vocabulary::new();
-            v.update(&texts);
+            v.update(&strs);
             v.build(min_count, max_size).map(|_| v)
         });
         Ok(PyVocabulary {
@@ -262,11 +306,10 @@ impl PyVocabulary {
         py: Python<'py>,
         texts: &Bound<'py, PyAny>,
     ) -> PyResult<(Bound<'py, PyArray1<u32>>, Bound<'py, PyArray1<i64>>)> {
-        let texts = extract_texts(texts)?;
+        let texts = PyTexts::extract(texts)?;
+        let strs = texts.strs();
         let inner = &self.inner;
-        let (ids, offsets) = py
-            .detach(|| inner.encode_batch(&texts))
-            .map_err(to_py_err)?;
+        let (ids, offsets) = py.detach(|| inner.encode_batch(&strs)).map_err(to_py_err)?;
         Ok((PyArray1::from_vec(py, ids), PyArray1::from_vec(py, offsets)))
     }
 

@@ -16,6 +16,31 @@ fn is_ascii_word(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_'
 }
 
+/// Byte classes for the ASCII fast path: one table lookup per byte in the hot loop.
+const SEP: u8 = 0;
+const LOWER: u8 = 1; // a-z, 0-9, _
+const UPPER: u8 = 2; // A-Z
+const NON_ASCII: u8 = 3;
+
+const BYTE_CLASS: [u8; 256] = {
+    let mut t = [SEP; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = if c >= 0x80 {
+            NON_ASCII
+        } else if c.is_ascii_uppercase() {
+            UPPER
+        } else if c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_' {
+            LOWER
+        } else {
+            SEP
+        };
+        b += 1;
+    }
+    t
+};
+
 /// Calls `emit` with every token of `text`.
 ///
 /// Fast path: a run of ASCII word bytes that is already lowercase is emitted as a slice of
@@ -26,25 +51,31 @@ pub fn for_each_token<F: FnMut(&str)>(text: &str, mut emit: F) {
     let mut buf = String::new();
     let mut i = 0;
     while i < bytes.len() {
-        let b = bytes[i];
-        if !b.is_ascii() {
-            i = scan_unicode(text, i, &mut buf, &mut emit);
-            continue;
-        }
-        if !is_ascii_word(b) {
-            i += 1;
-            continue;
+        match BYTE_CLASS[bytes[i] as usize] {
+            SEP => {
+                i += 1;
+                continue;
+            }
+            NON_ASCII => {
+                i = scan_unicode(text, i, &mut buf, &mut emit);
+                continue;
+            }
+            _ => {}
         }
         let start = i;
-        let mut upper = false;
-        while i < bytes.len() && is_ascii_word(bytes[i]) {
-            upper |= bytes[i].is_ascii_uppercase();
+        let mut classes = 0u8;
+        while i < bytes.len() {
+            let class = BYTE_CLASS[bytes[i] as usize];
+            if class != LOWER && class != UPPER {
+                break;
+            }
+            classes |= class;
             i += 1;
         }
-        if i < bytes.len() && !bytes[i].is_ascii() {
+        if i < bytes.len() && BYTE_CLASS[bytes[i] as usize] == NON_ASCII {
             // The word may continue with non-ASCII letters (e.g. "café"): redo it in full.
             i = scan_unicode(text, start, &mut buf, &mut emit);
-        } else if upper {
+        } else if classes & UPPER != 0 {
             buf.clear();
             buf.push_str(&text[start..i]);
             buf.make_ascii_lowercase();
