@@ -319,6 +319,8 @@ impl<'a> Corpus<'a> {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EpochStats {
     pub epoch: usize,
+    /// NaN when the epoch had no position to estimate it on (e.g. one-word documents).
+    #[serde(deserialize_with = "f64_or_nan")]
     pub loss: f64,
     pub avg_active: f64,
     pub empty_words: usize,
@@ -326,6 +328,11 @@ pub struct EpochStats {
     pub positions: u64,
     pub negative_updates: u64,
     pub seconds: f64,
+}
+
+/// JSON has no NaN: serde_json writes it as `null`, which reads back as NaN here.
+fn f64_or_nan<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 /// What callers see between steps.
@@ -1497,6 +1504,20 @@ mod tests {
             Trainer::resume(small_params(1), &counts, &corpus, &bytes[..bytes.len() - 3]).is_err()
         );
         assert!(Trainer::resume(small_params(1), &counts, &corpus, b"garbage").is_err());
+    }
+
+    #[test]
+    fn a_run_without_positions_still_checkpoints_and_resumes() {
+        // One-word documents: no context, so no position and an epoch loss of NaN.
+        let ids: Vec<u32> = (0..50).map(|i| i % 10).collect();
+        let offsets: Vec<i64> = (0..=50).collect();
+        let counts = vec![5u64; 10];
+        let corpus = Corpus::new(&ids, &offsets).unwrap();
+        let mut t = Trainer::new(small_params(1), &counts, &corpus).unwrap();
+        t.step(&corpus, Duration::from_secs(60)).unwrap();
+        assert!(t.is_done() && t.epoch_stats()[0].loss.is_nan());
+        let back = Trainer::resume(small_params(1), &counts, &corpus, &t.state_bytes()).unwrap();
+        assert!(back.is_done() && back.epoch_stats()[0].loss.is_nan());
     }
 
     #[test]
