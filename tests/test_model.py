@@ -14,7 +14,7 @@ import pytest
 import css_rs
 from css_rs import CSSModel, InputError, TrainConfig, UnknownWordError, Vocabulary
 from css_rs.model import rank_average, read_word_pairs, spearman
-from css_rs.synthetic import generate_corpus
+from css_rs.synthetic import cluster_of, generate_corpus
 
 WORDSIM = Path(__file__).resolve().parents[2] / "shared" / "data" / "wordsim353.tsv"
 
@@ -218,3 +218,29 @@ def test_model_json_is_orjson_numbers(model: CSSModel, tmp_path: Path) -> None:
     entry = doc["spectra"]["0"]
     assert len(entry["frequencies"]) == len(entry["amplitudes"]) == len(entry["phases"])
     assert all(isinstance(f, int) for f in entry["frequencies"])
+
+
+def test_most_similar_with_positive_and_negative_words(model: CSSModel) -> None:
+    """gensim's signature: one word is `similar`; several words are combined."""
+    assert model.most_similar("cat", topn=4) == model.similar("cat", 4)
+    assert model.most_similar(positive=["cat"], topn=4) == model.similar("cat", 4)
+    both = model.most_similar(positive=["cat", "apple"], topn=10)
+    assert not {"cat", "apple"} & {w for w, _ in both}
+    topics = {cluster_of(w) for w, _ in both}
+    assert {"animals", "fruits"} <= topics
+    scores = [s for _, s in both]
+    assert scores == sorted(scores, reverse=True) and all(-1.0 <= s <= 1.0 for s in scores)
+    # Subtracting fruits from a fruit-and-animal query leaves the animals on top.
+    animals = model.most_similar(positive=["cat", "apple"], negative=["banana"], topn=5)
+    assert all(cluster_of(w) == "animals" for w, _ in animals), animals
+    # The combined cosine equals the dense computation.
+    dense = model.to_dense().astype(np.complex128)
+    unit = dense / np.linalg.norm(dense, axis=1, keepdims=True)
+    q = unit[model.word_id("cat")] + unit[model.word_id("apple")]
+    word, score = both[0]
+    expected = np.real(np.vdot(q, unit[model.word_id(word)])) / np.linalg.norm(q)
+    assert score == pytest.approx(expected, abs=1e-5)
+    with pytest.raises(ValueError, match="at least one"):
+        model.most_similar()
+    with pytest.raises(UnknownWordError):
+        model.most_similar(positive=["cat", "zzzz"])

@@ -185,7 +185,53 @@ class CSSModel:
         words = self.words
         return [(words[i], float(s)) for i, s in self._spectra.similar(self.word_id(word), k)]
 
-    most_similar = similar  # the name gensim users know
+    def most_similar(
+        self,
+        positive: Optional[str | list[str]] = None,
+        negative: Optional[str | list[str]] = None,
+        topn: int = 10,
+    ) -> list[tuple[str, float]]:
+        """gensim's ``most_similar``: the words closest to the mean of the unit-normalised
+        spectra of ``positive`` minus those of ``negative`` (``king - man + woman``), query
+        words excluded. Computed over the K slots of every word, O(V·K), never a V x D matrix.
+        """
+        pos = [positive] if isinstance(positive, str) else list(positive or [])
+        neg = [negative] if isinstance(negative, str) else list(negative or [])
+        if not pos and not neg:
+            raise ValueError("most_similar needs at least one positive or negative word")
+        if len(pos) == 1 and not neg:
+            return self.similar(pos[0], topn)
+        query = np.zeros(self.frequency_dim, dtype=np.complex128)
+        for words, sign in ((pos, 1.0), (neg, -1.0)):
+            for word in words:
+                query += sign * self._unit_spectrum(self.word_id(word))
+        scores = self._cosines_with(query)
+        for word in pos + neg:
+            scores[self.word_id(word)] = -np.inf
+        top = np.argsort(-scores, kind="stable")[: max(topn, 0)]
+        words = self.words
+        return [(words[i], float(scores[i])) for i in top if np.isfinite(scores[i])]
+
+    def _slot_values(self) -> tuple[np.ndarray, np.ndarray]:
+        """Frequencies (V, K; unused slots point at 0 with value 0) and complex values."""
+        freq, amp, phase = self.slot_arrays()
+        used = freq != EMPTY_FREQUENCY
+        values = np.where(used, amp * np.exp(1j * phase.astype(np.float64)), 0)
+        return np.where(used, freq, 0).astype(np.intp), values
+
+    def _unit_spectrum(self, word_id: int) -> np.ndarray:
+        freqs, values = self._slot_values()
+        dense = np.zeros(self.frequency_dim, dtype=np.complex128)
+        np.add.at(dense, freqs[word_id], values[word_id])
+        norm = np.linalg.norm(dense)
+        return dense / norm if norm > 0 else dense
+
+    def _cosines_with(self, query: np.ndarray) -> np.ndarray:
+        """Complex cosine of every word with a dense query spectrum."""
+        freqs, values = self._slot_values()
+        inner = np.real(values * np.conj(query[freqs])).sum(axis=1)
+        norms = np.linalg.norm(values, axis=1) * np.linalg.norm(query)
+        return np.divide(inner, norms, out=np.zeros_like(inner), where=norms > 0)
 
     def polysemy(
         self, word: str, *, peak_ratio: float = DEFAULT_PEAK_RATIO, k: int = 5
