@@ -12,8 +12,9 @@ from css_rs.synthetic import generate_corpus
 
 
 @pytest.fixture(scope="session")
-def synthetic_model() -> CSSModel:
-    """A model of the synthetic corpus at the demo's default size. (At 1500 documents and 3
+def model() -> CSSModel:
+    """A model of the synthetic corpus at the demo's default size (suites that need another
+    model define their own ``model`` fixture, which takes precedence). (At 1500 documents and 3
     epochs a planted sense is occasionally not yet a peak: 1 of 36 seed combinations measured;
     at this size 36 of 36 are.)"""
     texts = generate_corpus(3000, seed=5)
@@ -22,9 +23,8 @@ def synthetic_model() -> CSSModel:
 
 
 @pytest.fixture(scope="session")
-def synthetic_model_path(
-    synthetic_model: CSSModel, tmp_path_factory: pytest.TempPathFactory
-) -> Path:
+def model_path(model: CSSModel, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session model, saved as ``css_model.json``."""
     path = tmp_path_factory.mktemp("model") / "css_model.json"
-    synthetic_model.save(path)
+    model.save(path)
     return path

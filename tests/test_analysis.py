@@ -16,16 +16,6 @@ from css_rs.persistence import metadata_path
 from css_rs.synthetic import POLYSEMOUS, TOPICS, cluster_of
 
 
-@pytest.fixture(scope="module")
-def model(synthetic_model: CSSModel) -> CSSModel:
-    return synthetic_model
-
-
-@pytest.fixture(scope="module")
-def model_path(synthetic_model_path: Path) -> Path:
-    return synthetic_model_path
-
-
 def mostly(words: list[str], topic: str) -> bool:
     """More than half of ``words`` belong to ``topic``."""
     return sum(cluster_of(w) == topic for w in words) > len(words) / 2

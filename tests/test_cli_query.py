@@ -23,16 +23,6 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def model(synthetic_model: CSSModel) -> CSSModel:
-    return synthetic_model
-
-
-@pytest.fixture(scope="module")
-def model_path(synthetic_model_path: Path) -> Path:
-    return synthetic_model_path
-
-
-@pytest.fixture(scope="module")
 def pairs_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("pairs") / "pairs.tsv"
     path.write_text(
