@@ -366,3 +366,17 @@ def test_a_second_run_on_the_same_checkpoint_is_refused(tmp_path: Path) -> None:
     # The first run's lock died with it: the next run resumes normally.
     done = train(tmp_path)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr
+
+
+def test_a_run_cut_short_by_max_batches_says_so(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("".join(f"the cat sat on mat number {i % 7}\n" for i in range(300)))
+    args = ["--source", "text", "--path", str(corpus), "--batch-size", "10", "--epochs", "1"]
+    args += ["--min-word-freq", "1", "--threads", "1"]
+    cut = train(tmp_path, *args, "--max-batches", "3")
+    assert cut.returncode == 0, cut.stdout[-2000:] + cut.stderr
+    assert "stopped at max_batches = 3 (30 documents)" in cut.stdout
+    assert "--max-batches none" in cut.stdout
+    whole = train(tmp_path, *args, "--max-batches", "none", "--fresh")
+    assert whole.returncode == 0, whole.stdout[-2000:] + whole.stderr
+    assert "stopped at max_batches" not in whole.stdout

@@ -479,7 +479,23 @@ class TrainingRun:
         self._save_on_interrupt = None
         if self.stream.skipped:
             self.out.line(f"Skipped {format_count(self.stream.skipped)} rows without text")
+        self._note_batch_limit()
         return arrived
+
+    def _note_batch_limit(self) -> None:
+        """Says so when streaming stopped at ``max_batches`` rather than at the end of the
+        data: the guide's default of 100 batches suits a quick look at a huge Hugging Face
+        dataset, but would otherwise cut a local file short without a word."""
+        limit = self.config.max_batches
+        if limit is None or self.stream.batches < limit:
+            return
+        total = self.stream.total_documents
+        if total is not None and self.stream.documents >= total:
+            return
+        self.out.line(
+            f"Note: stopped at max_batches = {limit} ({format_count(self.stream.documents)} "
+            "documents); the source may have more. Use --max-batches none to read all of it."
+        )
 
     def _stream_batches(self, source: Any) -> bool:
         assert self.writer is not None
