@@ -201,11 +201,12 @@ class CSSModel:
             raise ValueError("most_similar needs at least one positive or negative word")
         if len(pos) == 1 and not neg:
             return self.similar(pos[0], topn)
+        freqs, values = self._slot_values()
         query = np.zeros(self.frequency_dim, dtype=np.complex128)
         for words, sign in ((pos, 1.0), (neg, -1.0)):
             for word in words:
-                query += sign * self._unit_spectrum(self.word_id(word))
-        scores = self._cosines_with(query)
+                query += sign * _unit_dense(freqs, values, self.word_id(word), self.frequency_dim)
+        scores = _cosines_with(freqs, values, query)
         for word in pos + neg:
             scores[self.word_id(word)] = -np.inf
         top = np.argsort(-scores, kind="stable")[: max(topn, 0)]
@@ -218,20 +219,6 @@ class CSSModel:
         used = freq != EMPTY_FREQUENCY
         values = np.where(used, amp * np.exp(1j * phase.astype(np.float64)), 0)
         return np.where(used, freq, 0).astype(np.intp), values
-
-    def _unit_spectrum(self, word_id: int) -> np.ndarray:
-        freqs, values = self._slot_values()
-        dense = np.zeros(self.frequency_dim, dtype=np.complex128)
-        np.add.at(dense, freqs[word_id], values[word_id])
-        norm = np.linalg.norm(dense)
-        return dense / norm if norm > 0 else dense
-
-    def _cosines_with(self, query: np.ndarray) -> np.ndarray:
-        """Complex cosine of every word with a dense query spectrum."""
-        freqs, values = self._slot_values()
-        inner = np.real(values * np.conj(query[freqs])).sum(axis=1)
-        norms = np.linalg.norm(values, axis=1) * np.linalg.norm(query)
-        return np.divide(inner, norms, out=np.zeros_like(inner), where=norms > 0)
 
     def polysemy(
         self, word: str, *, peak_ratio: float = DEFAULT_PEAK_RATIO, k: int = 5
@@ -306,6 +293,21 @@ class CSSModel:
         extra = {k: v for k, v in self.stats.items() if k not in ("epochs",)}
         extra["epochs"] = self.stats.get("epochs", [])
         atomic_write_bytes(path, encode_model(parts, __version__, extra))
+
+
+def _unit_dense(freqs: np.ndarray, values: np.ndarray, word_id: int, d: int) -> np.ndarray:
+    """Word ``word_id``'s spectrum as a dense unit-norm complex vector of length ``d``."""
+    dense = np.zeros(d, dtype=np.complex128)
+    np.add.at(dense, freqs[word_id], values[word_id])
+    norm = np.linalg.norm(dense)
+    return dense / norm if norm > 0 else dense
+
+
+def _cosines_with(freqs: np.ndarray, values: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """Complex cosine of every word (slot arrays) with a dense query spectrum."""
+    inner = np.real(values * np.conj(query[freqs])).sum(axis=1)
+    norms = np.linalg.norm(values, axis=1) * np.linalg.norm(query)
+    return np.divide(inner, norms, out=np.zeros_like(inner), where=norms > 0)
 
 
 def load(path: str | os.PathLike[str]) -> CSSModel:
