@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from css_rs.sources import HfParquetSource, HfRowsSource, HttpSettings, Source
-from hf_server import HubServer
+from hf_server import Fault, HubServer
 
 # Tiny timeouts and backoffs: every retry path runs in milliseconds.
 FAST_HTTP = HttpSettings(
@@ -23,6 +23,20 @@ FAST_HTTP = HttpSettings(
     download_chunk_bytes=256,
 )
 SECRET = "hf_SECRETtoken1234567890"
+
+
+# Every kind of fault the loopback hub can inject, once each.
+ALL_FAULTS = [
+    Fault.status_code(503),
+    Fault.status_code(500),
+    Fault.status_code(502),
+    Fault.status_code(504),
+    Fault.status_code(429, retry_after="0"),
+    Fault.reset(),
+    Fault.drop(),
+    Fault.truncated_json(),
+    Fault.slow(1.0),
+]
 
 
 def rows_source(hub: HubServer, dataset: str, **options: Any) -> HfRowsSource:

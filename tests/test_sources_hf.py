@@ -11,22 +11,11 @@ from css_rs.config import TrainConfig
 from css_rs.errors import CssRsError, InputError
 from css_rs.sources import HfRowsSource, make_source
 from hf_server import Fault, HubServer, Rows, text_rows, texts_of
-from source_helpers import flatten, read_all, read_one_batch_per_run, rows_source
+from source_helpers import ALL_FAULTS, flatten, read_all, read_one_batch_per_run, rows_source
 
 pytest_plugins = ("conftest_hf",)
 
 ROWS = text_rows(47)
-ALL_FAULTS = [
-    Fault.status_code(503),
-    Fault.status_code(500),
-    Fault.status_code(502),
-    Fault.status_code(504),
-    Fault.status_code(429, retry_after="0"),
-    Fault.reset(),
-    Fault.drop(),
-    Fault.truncated_json(),
-    Fault.slow(1.0),
-]
 
 
 @pytest.fixture

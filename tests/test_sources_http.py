@@ -15,7 +15,7 @@ from css_rs.errors import CssRsError, InputError
 from css_rs.sources import HfRowsSource, HttpClient, HttpSettings, SecretToken, find_hf_token
 from css_rs.sources.http import NotFoundError
 from hf_server import Fault, HubServer, text_rows, texts_of
-from source_helpers import FAST_HTTP, SECRET, read_all, rows_source
+from source_helpers import ALL_FAULTS, FAST_HTTP, SECRET, read_all, rows_source
 
 pytest_plugins = ("conftest_hf",)
 
@@ -34,17 +34,7 @@ def size_url(hub: HubServer) -> str:
 
 @pytest.mark.parametrize(
     "fault",
-    [
-        Fault.status_code(500),
-        Fault.status_code(502),
-        Fault.status_code(503),
-        Fault.status_code(504),
-        Fault.status_code(429, retry_after="0"),
-        Fault.reset(),
-        Fault.drop(),
-        Fault.truncated_json(),
-        Fault.slow(1.0),
-    ],
+    ALL_FAULTS,
     ids=lambda f: f"{f.kind}{f.status or ''}",
 )
 def test_each_transient_failure_is_retried(hub: HubServer, dataset: str, fault: Fault) -> None:
