@@ -64,6 +64,9 @@ pub struct TrainParams {
     pub init_amp_max: f32,
     pub use_phases: bool,
     pub window_size: usize,
+    /// Each position uses a window drawn uniformly from `1..=window_size` (word2vec's and
+    /// gensim's reduced window), so nearer words count more.
+    pub shrink_windows: bool,
     pub negative_count: usize,
     pub negative_distribution: NegativeDistribution,
     pub loss: Loss,
@@ -97,6 +100,7 @@ impl Default for TrainParams {
             init_amp_max: 0.01,
             use_phases: true,
             window_size: 3,
+            shrink_windows: false,
             negative_count: 5,
             negative_distribution: NegativeDistribution::Unigram,
             loss: Loss::Logistic,
@@ -109,7 +113,7 @@ impl Default for TrainParams {
             sparsity_penalty: 0.0,
             normalize: Normalize::None,
             max_norm: None,
-            sample: 1e-3,
+            sample: 1e-4,
             exploration_fraction: 0.2,
             explore_prune_threshold: 0.001,
             refine_prune_threshold: 1e-4,
@@ -1058,7 +1062,19 @@ fn train_document(
         // The loss is estimated on a fixed subset of positions, the same however the run is
         // paused and resumed.
         let sample_loss = (doc_index + t) % LOSS_SAMPLE_EVERY == 0;
-        train_position(sh, t, lr, explore, sample_loss, rng, s, tally);
+        let window = if p.shrink_windows {
+            1 + rng.below(p.window_size)
+        } else {
+            p.window_size
+        };
+        let at = Position {
+            t,
+            window,
+            lr,
+            explore,
+            sample_loss,
+        };
+        train_position(sh, &at, rng, s, tally);
     }
     sh.tokens_done.fetch_add(doc.len() as u64, Relaxed);
     Ok(())
@@ -1085,21 +1101,33 @@ fn softplus_neg(x: f64) -> f64 {
     (-x).max(0.0) + (-x.abs()).exp().ln_1p()
 }
 
-#[allow(clippy::too_many_arguments)]
-fn train_position(
-    sh: &Shared<'_>,
+/// What one position of a document trains with.
+struct Position {
     t: usize,
+    window: usize,
     lr: f32,
     explore: bool,
     sample_loss: bool,
+}
+
+fn train_position(
+    sh: &Shared<'_>,
+    at: &Position,
     rng: &mut Rng,
     s: &mut Scratch,
     tally: &mut Tally,
 ) {
     let p = sh.params;
+    let &Position {
+        t,
+        window,
+        lr,
+        explore,
+        sample_loss,
+    } = at;
     let n = s.sentence.len();
-    let lo = t.saturating_sub(p.window_size);
-    let hi = (t + p.window_size + 1).min(n);
+    let lo = t.saturating_sub(window);
+    let hi = (t + window + 1).min(n);
     let n_ctx = hi - lo - 1;
     if n_ctx == 0 {
         return;

@@ -63,6 +63,18 @@ def arrays(m: CSSModel) -> list[np.ndarray]:
     return list(m.slot_arrays())
 
 
+def test_shrunk_windows_train_deterministically_and_differently(
+    corpus: list[str], vocab: Vocabulary, model: CSSModel
+) -> None:
+    config = ONE_THREAD.replace(shrink_windows=True)
+    shrunk = css_rs.train(corpus, vocab, config)
+    again = css_rs.train(corpus, vocab, config)
+    for a, b in zip(arrays(shrunk), arrays(again)):
+        assert np.array_equal(a, b)
+    assert not np.array_equal(arrays(model)[1], arrays(shrunk)[1])
+    test_clusters_are_recovered(shrunk)
+
+
 def test_one_thread_is_bit_for_bit_deterministic(
     corpus: list[str], vocab: Vocabulary, model: CSSModel
 ) -> None:

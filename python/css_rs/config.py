@@ -131,6 +131,9 @@ class TrainConfig:
     )
     use_phases: bool = _setting("model", True, _is_bool, "complex spectra (false: real)")
     window_size: int = _setting("model", 3, _int_range(1, 1000), "context window W")
+    shrink_windows: bool = _setting(
+        "model", False, _is_bool, "per position, a window drawn from 1..W (word2vec's)"
+    )
     negative_count: int = _setting("model", 5, _int_range(0, 1000), "negatives per position")
     negative_distribution: str = _setting(
         "model", "unigram", _choice("unigram", "uniform"), "unigram^0.75 or uniform"
@@ -151,7 +154,7 @@ class TrainConfig:
     max_norm: Optional[float] = _setting(
         "model", None, _optional(_float_range(0.0, lo_open=True)), "cap on a spectrum's norm"
     )
-    sample: float = _setting("model", 1e-3, _float_range(0.0, 1.0), "subsampling threshold")
+    sample: float = _setting("model", 1e-4, _float_range(0.0, 1.0), "subsampling threshold")
     exploration_fraction: float = _setting(
         "model", 0.2, _float_range(0.0, 1.0), "share of training with free supports"
     )
