@@ -1007,40 +1007,54 @@ fn run_worker(
     let mut tally = Tally::default();
     let check_every = sh.params.training_batch_size.max(1);
     let mut since_check = 0usize;
+    // Tokens of this worker not yet added to the shared count. Publishing once per work unit
+    // rather than per document keeps the shared counter's cache line from bouncing between
+    // cores; with one thread the count seen (shared + pending) is exact either way.
+    let mut pending = 0u64;
     while w.next_doc < w.end_doc {
+        let doc = corpus.doc(w.next_doc);
+        let done = sh.tokens_done.load(Relaxed) + pending;
         if let Err(bad) = train_document(
             sh,
-            corpus.doc(w.next_doc),
+            doc,
             w.next_doc,
+            done,
             &mut w.rng,
             &mut scratch,
             &mut tally,
         ) {
+            sh.tokens_done.fetch_add(pending, Relaxed);
             return Err((bad, tally));
         }
+        pending += doc.len() as u64;
         w.next_doc += 1;
         since_check += 1;
         // Checking the clock per work unit (training_batch_size documents) keeps it cheap.
         if since_check >= check_every {
             since_check = 0;
+            sh.tokens_done
+                .fetch_add(std::mem::take(&mut pending), Relaxed);
             if Instant::now() >= deadline {
                 break;
             }
         }
     }
+    sh.tokens_done.fetch_add(pending, Relaxed);
     Ok(tally)
 }
 
+/// Trains one document; `done` is the number of tokens trained before it (the schedule's
+/// progress).
 fn train_document(
     sh: &Shared<'_>,
     doc: &[u32],
     doc_index: usize,
+    done: u64,
     rng: &mut Rng,
     s: &mut Scratch,
     tally: &mut Tally,
 ) -> std::result::Result<(), u32> {
     let p = sh.params;
-    let done = sh.tokens_done.load(Relaxed);
     let progress = done as f64 / sh.total_planned as f64;
     let lr = learning_rate(p, progress, sh.epoch);
     let explore = progress < p.exploration_fraction;
@@ -1076,7 +1090,6 @@ fn train_document(
         };
         train_position(sh, &at, rng, s, tally);
     }
-    sh.tokens_done.fetch_add(doc.len() as u64, Relaxed);
     Ok(())
 }
 
