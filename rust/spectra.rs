@@ -35,6 +35,17 @@ impl Default for WordBuf {
 }
 
 impl WordBuf {
+    /// The entries `(frequency, re, im)`, without a bounds check per entry.
+    #[inline]
+    pub fn entries(&self) -> impl Iterator<Item = (u16, f32, f32)> + '_ {
+        let n = self.len.min(MAX_K);
+        self.freq[..n]
+            .iter()
+            .zip(&self.re[..n])
+            .zip(&self.im[..n])
+            .map(|((&f, &re), &im)| (f, re, im))
+    }
+
     #[inline]
     pub fn push(&mut self, f: u16, re: f32, im: f32) {
         self.freq[self.len] = f;
@@ -70,12 +81,6 @@ pub struct SharedSpectra {
 #[inline]
 fn pack_complex(re: f32, im: f32) -> u64 {
     re.to_bits() as u64 | ((im.to_bits() as u64) << 32)
-}
-
-/// Four frequencies in one u64 (constant shifts: this sits in every update).
-#[inline]
-fn pack_freqs(four: &[u16]) -> u64 {
-    four[0] as u64 | (four[1] as u64) << 16 | (four[2] as u64) << 32 | (four[3] as u64) << 48
 }
 
 #[inline]
@@ -200,28 +205,36 @@ impl SharedSpectra {
         (self.data[base + j / 4].load(Relaxed) >> (16 * (j % 4))) as u16
     }
 
-    /// Copies word `w`'s non-empty slots into `buf`.
+    /// Word `w`'s record, split into its frequency words, its K value slots and its counter.
+    /// (Slicing once lets the loops below run without a bounds check per slot.)
+    #[inline]
+    fn record(&self, w: usize) -> (&[AtomicU64], &[AtomicU64], &AtomicU64) {
+        let rec = &self.data[w * self.stride..(w + 1) * self.stride];
+        let (freqs, rest) = rec.split_at(self.freq_words);
+        let (values, counter) = rest.split_at(self.k);
+        (freqs, values, &counter[0])
+    }
+
+    /// Copies word `w`'s non-empty slots into `buf`. Each frequency word is read once, and
+    /// every slot is written then kept or overwritten (no branch per slot).
     #[inline]
     pub fn load(&self, w: usize, buf: &mut WordBuf) {
-        buf.len = 0;
-        let base = w * self.stride;
-        let values = base + self.freq_words;
-        for q in 0..self.freq_words {
-            let packed = self.data[base + q].load(Relaxed);
-            let four = [
-                packed as u16,
-                (packed >> 16) as u16,
-                (packed >> 32) as u16,
-                (packed >> 48) as u16,
-            ];
-            for (i, &f) in four.iter().enumerate() {
-                let j = q * 4 + i;
-                if f != EMPTY && j < self.k {
-                    let (re, im) = unpack_complex(self.data[values + j].load(Relaxed));
-                    buf.push(f, re, im);
-                }
+        let (freqs, values, _) = self.record(w);
+        let mut len = 0usize;
+        for (packed, four) in freqs.iter().zip(values.chunks(4)) {
+            let packed = packed.load(Relaxed);
+            for (i, value) in four.iter().enumerate() {
+                let f = (packed >> (16 * i)) as u16;
+                let (re, im) = unpack_complex(value.load(Relaxed));
+                // len < K <= MAX_K: the mask only tells the compiler so.
+                let slot = len % MAX_K;
+                buf.freq[slot] = f;
+                buf.re[slot] = re;
+                buf.im[slot] = im;
+                len += (f != EMPTY) as usize;
             }
         }
+        buf.len = len;
     }
 
     /// Writes `buf` into word `w`'s slots; the remaining slots become empty.
@@ -230,18 +243,32 @@ impl SharedSpectra {
         self.store_entries(w, (0..buf.len).map(|j| (buf.freq[j], buf.re[j], buf.im[j])));
     }
 
-    /// Writes up to K `(frequency, re, im)` entries into word `w`; remaining slots become empty.
+    /// Writes up to K `(frequency, re, im)` entries into word `w`; remaining slots become empty
+    /// (their values are left as they were: an empty slot's value is never read).
     #[inline]
     pub fn store_entries<I: Iterator<Item = (u16, f32, f32)>>(&self, w: usize, entries: I) {
-        let base = w * self.stride;
-        let values = base + self.freq_words;
-        let mut freqs = [EMPTY; MAX_K];
-        for (j, (f, re, im)) in entries.take(self.k).enumerate() {
-            freqs[j] = f;
-            self.data[values + j].store(pack_complex(re, im), Relaxed);
+        let (freqs, values, _) = self.record(w);
+        // Frequencies are packed four to a word in a register and each word stored once.
+        let mut packed = u64::MAX;
+        let mut q = 0;
+        let mut n = 0;
+        for ((f, re, im), value) in entries.zip(values) {
+            value.store(pack_complex(re, im), Relaxed);
+            let shift = 16 * (n % 4);
+            packed = (packed & !(0xFFFF << shift)) | ((f as u64) << shift);
+            n += 1;
+            if n % 4 == 0 {
+                freqs[q].store(packed, Relaxed);
+                packed = u64::MAX;
+                q += 1;
+            }
         }
-        for (q, four) in freqs.chunks_exact(4).take(self.freq_words).enumerate() {
-            self.data[base + q].store(pack_freqs(four), Relaxed);
+        if n % 4 != 0 {
+            freqs[q].store(packed, Relaxed);
+            q += 1;
+        }
+        for rest in &freqs[q..] {
+            rest.store(u64::MAX, Relaxed);
         }
     }
 

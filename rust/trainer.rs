@@ -905,8 +905,8 @@ impl SparseAcc {
     }
 
     fn add_word(&mut self, w: &WordBuf, s: f32) {
-        for j in 0..w.len {
-            self.add(w.freq[j], s * w.re[j], s * w.im[j]);
+        for (f, re, im) in w.entries() {
+            self.add(f, s * re, s * im);
         }
     }
 
@@ -914,16 +914,16 @@ impl SparseAcc {
     #[inline]
     fn dot(&self, w: &WordBuf) -> f32 {
         let mut s = 0.0;
-        for j in 0..w.len {
-            let (re, im) = self.get(w.freq[j]);
-            s += w.re[j] * re + w.im[j] * im;
+        for (f, wr, wi) in w.entries() {
+            let (re, im) = self.get(f);
+            s += wr * re + wi * im;
         }
         s
     }
 }
 
 /// One candidate entry of a projected update.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Default)]
 struct Cand {
     f: u16,
     re: f32,
@@ -947,6 +947,8 @@ struct Work {
     member: Vec<u32>,
     member_gen: u32,
     cands: Vec<Cand>,
+    /// Candidates of a refinement step (at most K, the word's own entries).
+    slots: [Cand; MAX_K],
 }
 
 /// Spectra copied out for the current position (reused; `len` says what is valid, so they
@@ -981,6 +983,7 @@ impl Scratch {
                 member: vec![0; p.frequency_dim],
                 member_gen: 0,
                 cands: Vec::with_capacity(p.max_frequencies * (2 * w + p.negative_count + 2)),
+                slots: [Cand::default(); MAX_K],
             },
             bufs: Bufs {
                 target: WordBuf::default(),
@@ -1302,24 +1305,24 @@ fn update_word(
         Acc::Ctx => &work.ctx,
         Acc::Err => &work.err,
     };
-    work.cands.clear();
     if !explore {
         // Refinement: the support is frozen, so the candidates are the current entries.
         // (A frequency duplicated by a torn concurrent write stays two entries that add up.)
-        for j in 0..current.len {
-            let f = current.freq[j];
+        let slots = &mut work.slots[..current.len.min(MAX_K)];
+        for (c, (f, cr, ci)) in slots.iter_mut().zip(current.entries()) {
             let (xr, xi) = x.get(f);
-            let (re, im) = (current.re[j] + scale * xr, current.im[j] + scale * xi);
-            work.cands.push(Cand {
+            let (re, im) = (cr + scale * xr, ci + scale * xi);
+            *c = Cand {
                 f,
                 re,
                 im,
                 mag2: re * re + im * im,
-            });
+            };
         }
-        shrink_and_store(sh, word, lr, false, &mut work.cands);
+        shrink_and_store(sh, word, lr, false, slots);
         return;
     }
+    work.cands.clear();
     if work.member_gen == u32::MAX {
         work.member.iter_mut().for_each(|m| *m = 0);
         work.member_gen = 0;
@@ -1385,45 +1388,13 @@ fn update_word(
 fn shrink_and_store(sh: &Shared<'_>, word: u32, lr: f32, explore: bool, cands: &mut [Cand]) {
     let p = sh.params;
     let thr = lr * p.sparsity_penalty;
-    let needs_norm = p.normalize == Normalize::L2 || p.max_norm.is_some();
-    let mut norm2 = 0.0f32;
-    for c in cands.iter_mut() {
-        if !c.mag2.is_finite() {
-            // Only reachable with absurd settings; a zero entry is dropped below.
-            *c = Cand {
-                f: c.f,
-                re: 0.0,
-                im: 0.0,
-                mag2: 0.0,
-            };
-            continue;
-        }
-        // Square roots only where needed: L1 is off by default and the clamp is rare.
-        if thr > 0.0 {
-            let a = c.mag2.sqrt();
-            let factor = if a > thr { (a - thr) / a } else { 0.0 };
-            c.scale(factor);
-        }
-        if c.mag2 > AMP_LIMIT * AMP_LIMIT {
-            c.scale(AMP_LIMIT / c.mag2.sqrt());
-        }
-        norm2 += c.mag2;
-    }
-    if needs_norm {
-        let norm = norm2.sqrt();
-        let target_norm = match (p.normalize, p.max_norm) {
-            (Normalize::L2, _) => Some(1.0),
-            (Normalize::None, Some(m)) if norm > m => Some(m),
-            _ => None,
-        };
-        if let Some(tn) = target_norm {
-            if norm > 0.0 && norm.is_finite() {
-                let f = tn / norm;
-                for c in cands.iter_mut() {
-                    c.re *= f;
-                    c.im *= f;
-                    c.mag2 *= f * f;
-                }
+    if thr > 0.0 || p.normalize == Normalize::L2 || p.max_norm.is_some() {
+        shrink_and_normalise(p, thr, cands);
+    } else {
+        // The defaults: only the numeric clamp (infinity is above the limit too).
+        for c in cands.iter_mut() {
+            if c.mag2 > AMP_LIMIT * AMP_LIMIT || c.mag2.is_nan() {
+                clamp(c);
             }
         }
     }
@@ -1439,14 +1410,64 @@ fn shrink_and_store(sh: &Shared<'_>, word: u32, lr: f32, explore: bool, cands: &
         counter.store(if due { 0 } else { n }, Relaxed);
         due.then_some(p.refine_prune_threshold)
     };
+    // Thresholds are >= 0, so this also drops entries that are exactly zero.
     let floor2 = prune.map_or(0.0, |th| th * th);
     sh.spectra.store_entries(
         word as usize,
         cands
             .iter()
-            .filter(|c| c.mag2 > 0.0 && c.mag2 > floor2)
+            .filter(|c| c.mag2 > floor2)
             .map(|c| (c.f, c.re, c.im)),
     );
+}
+
+/// Zeroes a value that is not finite (only reachable with absurd settings; the entry is then
+/// dropped) and scales one above AMP_LIMIT down to it.
+#[inline(never)]
+fn clamp(c: &mut Cand) {
+    if !c.mag2.is_finite() {
+        *c = Cand {
+            f: c.f,
+            ..Cand::default()
+        };
+    } else if c.mag2 > AMP_LIMIT * AMP_LIMIT {
+        c.scale(AMP_LIMIT / c.mag2.sqrt());
+    }
+}
+
+/// Proximal L1 (soft threshold `thr`), the numeric clamp, then unit normalisation or the
+/// `max_norm` cap.
+fn shrink_and_normalise(p: &TrainParams, thr: f32, cands: &mut [Cand]) {
+    let mut norm2 = 0.0f32;
+    for c in cands.iter_mut() {
+        if !c.mag2.is_finite() {
+            clamp(c);
+            continue;
+        }
+        if thr > 0.0 {
+            let a = c.mag2.sqrt();
+            let factor = if a > thr { (a - thr) / a } else { 0.0 };
+            c.scale(factor);
+        }
+        clamp(c);
+        norm2 += c.mag2;
+    }
+    let norm = norm2.sqrt();
+    let target_norm = match (p.normalize, p.max_norm) {
+        (Normalize::L2, _) => Some(1.0),
+        (Normalize::None, Some(m)) if norm > m => Some(m),
+        _ => None,
+    };
+    if let Some(tn) = target_norm {
+        if norm > 0.0 && norm.is_finite() {
+            let f = tn / norm;
+            for c in cands.iter_mut() {
+                c.re *= f;
+                c.im *= f;
+                c.mag2 *= f * f;
+            }
+        }
+    }
 }
 
 #[cfg(test)]
