@@ -1349,32 +1349,35 @@ fn update_word(
             mag2: 0.0,
         });
     }
+    let k = p.max_frequencies;
+    let mut smallest = f32::INFINITY;
+    for c in work.cands.iter_mut() {
+        c.mag2 = c.re * c.re + c.im * c.im;
+        smallest = smallest.min(c.mag2);
+    }
     // Without normalisation every later step (L1, clamp, max_norm) only shrinks a value, so a
-    // new entry already at or below the prune threshold would be pruned: skip it.
-    let floor2 = if p.normalize == Normalize::None {
+    // new entry already at or below the prune threshold would be pruned: skip it. And when the
+    // word's own entries already fill K slots, a new entry must beat the smallest of them to
+    // be among the K largest: skip the rest before selecting (most steps are small).
+    let mut bar = if p.normalize == Normalize::None {
         p.explore_prune_threshold * p.explore_prune_threshold
     } else {
         0.0
     };
+    if work.cands.len() >= k {
+        bar = bar.max(smallest);
+    }
     for &f in &x.touched {
         if work.member[f as usize] != gen {
             let (xr, xi) = x.get(f);
             let (re, im) = (scale * xr, scale * xi);
-            if re * re + im * im > floor2 {
-                work.cands.push(Cand {
-                    f,
-                    re,
-                    im,
-                    mag2: 0.0,
-                });
+            let mag2 = re * re + im * im;
+            if mag2 > bar {
+                work.cands.push(Cand { f, re, im, mag2 });
             }
         }
     }
-    for c in work.cands.iter_mut() {
-        c.mag2 = c.re * c.re + c.im * c.im;
-    }
     // Projection onto K-sparse spectra: keep the K largest magnitudes.
-    let k = p.max_frequencies;
     if work.cands.len() > k {
         work.cands
             .select_nth_unstable_by(k - 1, |a, b| b.mag2.total_cmp(&a.mag2));
