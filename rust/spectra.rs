@@ -21,6 +21,8 @@ pub struct WordBuf {
     pub freq: [u16; MAX_K],
     pub re: [f32; MAX_K],
     pub im: [f32; MAX_K],
+    /// The record's frequency words as loaded: `store_values` checks the support against them.
+    pub packed: [u64; MAX_K / 4],
 }
 
 impl Default for WordBuf {
@@ -30,6 +32,7 @@ impl Default for WordBuf {
             freq: [EMPTY; MAX_K],
             re: [0.0; MAX_K],
             im: [0.0; MAX_K],
+            packed: [u64::MAX; MAX_K / 4],
         }
     }
 }
@@ -221,8 +224,9 @@ impl SharedSpectra {
     pub fn load(&self, w: usize, buf: &mut WordBuf) {
         let (freqs, values, _) = self.record(w);
         let mut len = 0usize;
-        for (packed, four) in freqs.iter().zip(values.chunks(4)) {
+        for ((packed, four), copy) in freqs.iter().zip(values.chunks(4)).zip(&mut buf.packed) {
             let packed = packed.load(Relaxed);
+            *copy = packed;
             for (i, value) in four.iter().enumerate() {
                 let f = (packed >> (16 * i)) as u16;
                 let (re, im) = unpack_complex(value.load(Relaxed));
@@ -270,6 +274,35 @@ impl SharedSpectra {
         for rest in &freqs[q..] {
             rest.store(u64::MAX, Relaxed);
         }
+    }
+
+    /// Writes new values for the entries of `loaded` (a `load` of word `w`), in order, if the
+    /// word's support is still the one loaded; returns false, writing nothing, if another
+    /// thread has changed it since. This is the common refinement step: the support is frozen,
+    /// so only values change, and the frequency words need not be packed and written again.
+    #[inline]
+    pub fn store_values<I: Iterator<Item = (f32, f32)>>(
+        &self,
+        w: usize,
+        loaded: &WordBuf,
+        new_values: I,
+    ) -> bool {
+        let (freqs, values, _) = self.record(w);
+        let unchanged = freqs
+            .iter()
+            .zip(&loaded.packed)
+            .all(|(now, &then)| now.load(Relaxed) == then);
+        // A compact support (entries first, then empty slots: what store_entries writes) maps
+        // entry j to slot j.
+        let compact = loaded.len == self.k
+            || (0..loaded.len).all(|j| (loaded.packed[j / 4] >> (16 * (j % 4))) as u16 != EMPTY);
+        if !(unchanged && compact) {
+            return false;
+        }
+        for ((re, im), value) in new_values.zip(values) {
+            value.store(pack_complex(re, im), Relaxed);
+        }
+        true
     }
 
     fn word_freqs(&self, w: usize) -> impl Iterator<Item = u16> + '_ {
@@ -538,6 +571,40 @@ mod tests {
             assert_eq!(s.active_slots(), k.min(5) as u64);
             assert_eq!(s.empty_words(), 2);
         }
+    }
+
+    #[test]
+    fn store_values_writes_only_over_the_support_it_loaded() {
+        let s = SharedSpectra::random(3, &params(), 5);
+        let mut loaded = WordBuf::default();
+        s.load(1, &mut loaded);
+        let doubled = |b: &WordBuf| -> Vec<(f32, f32)> {
+            b.entries()
+                .map(|(_, re, im)| (2.0 * re, 2.0 * im))
+                .collect()
+        };
+        assert!(s.store_values(1, &loaded, doubled(&loaded).into_iter()));
+        let mut back = WordBuf::default();
+        s.load(1, &mut back);
+        assert_eq!(back.freq[..back.len], loaded.freq[..loaded.len]);
+        assert_eq!(back.re[0], 2.0 * loaded.re[0]);
+
+        // Another writer changed the support since `loaded`: nothing is written.
+        let mut moved = back;
+        moved.freq[0] = 49 - moved.freq[0].min(49);
+        s.store(1, &moved);
+        let before = s.to_raw();
+        assert!(!s.store_values(1, &loaded, doubled(&loaded).into_iter()));
+        assert_eq!(s.to_raw(), before);
+
+        // A support with a hole (a torn write) does not map entry j to slot j: refused.
+        let (mut f, r, i, c) = s.to_raw();
+        f[6 * 2 + 1] = EMPTY;
+        let holed = SharedSpectra::from_raw(6, &f, &r, &i, &c);
+        holed.load(2, &mut loaded);
+        assert_eq!(loaded.len, 5);
+        assert!(!holed.store_values(2, &loaded, doubled(&loaded).into_iter()));
+        assert_eq!(holed.to_raw(), (f, r, i, c));
     }
 
     #[test]

@@ -1319,7 +1319,7 @@ fn update_word(
                 mag2: re * re + im * im,
             };
         }
-        shrink_and_store(sh, word, lr, false, slots);
+        refine_store(sh, word, lr, current, slots);
         return;
     }
     work.cands.clear();
@@ -1389,9 +1389,40 @@ fn update_word(
 /// Proximal L1, normalisation, numeric clamp and pruning of the kept candidates, then store.
 /// Works on squared magnitudes; square roots only where L1 or a norm needs them.
 fn shrink_and_store(sh: &Shared<'_>, word: u32, lr: f32, explore: bool, cands: &mut [Cand]) {
+    shrink(sh.params, lr, cands);
+    let floor2 = prune_floor2(sh, word, explore);
+    store_kept(sh, word, cands, floor2);
+}
+
+/// The refinement step's store: the same as `shrink_and_store`, but when only the numeric
+/// clamp applies (the defaults), nothing needs clamping or pruning and no other thread has
+/// changed the word's support since `current` was loaded, only the values are written.
+fn refine_store(sh: &Shared<'_>, word: u32, lr: f32, current: &WordBuf, cands: &mut [Cand]) {
     let p = sh.params;
+    let floor2 = prune_floor2(sh, word, false);
+    let plain = lr * p.sparsity_penalty <= 0.0 && !needs_norm(p);
+    // NaN fails both comparisons.
+    let untouched = |c: &Cand| c.mag2 > floor2 && c.mag2 <= AMP_LIMIT * AMP_LIMIT;
+    if plain
+        && cands.iter().all(untouched)
+        && sh
+            .spectra
+            .store_values(word as usize, current, cands.iter().map(|c| (c.re, c.im)))
+    {
+        return;
+    }
+    shrink(p, lr, cands);
+    store_kept(sh, word, cands, floor2);
+}
+
+fn needs_norm(p: &TrainParams) -> bool {
+    p.normalize == Normalize::L2 || p.max_norm.is_some()
+}
+
+/// Proximal L1 and normalisation when set, and always the numeric clamp.
+fn shrink(p: &TrainParams, lr: f32, cands: &mut [Cand]) {
     let thr = lr * p.sparsity_penalty;
-    if thr > 0.0 || p.normalize == Normalize::L2 || p.max_norm.is_some() {
+    if thr > 0.0 || needs_norm(p) {
         shrink_and_normalise(p, thr, cands);
     } else {
         // The defaults: only the numeric clamp (infinity is above the limit too).
@@ -1401,6 +1432,13 @@ fn shrink_and_store(sh: &Shared<'_>, word: u32, lr: f32, explore: bool, cands: &
             }
         }
     }
+}
+
+/// The squared amplitude at or below which this update prunes an entry: the exploration
+/// threshold on every update, the refinement one every `refine_prune_every` updates of the
+/// word, else 0 (only exact zeros go).
+fn prune_floor2(sh: &Shared<'_>, word: u32, explore: bool) -> f32 {
+    let p = sh.params;
     let prune = if explore {
         Some(p.explore_prune_threshold)
     } else {
@@ -1413,8 +1451,11 @@ fn shrink_and_store(sh: &Shared<'_>, word: u32, lr: f32, explore: bool, cands: &
         counter.store(if due { 0 } else { n }, Relaxed);
         due.then_some(p.refine_prune_threshold)
     };
-    // Thresholds are >= 0, so this also drops entries that are exactly zero.
-    let floor2 = prune.map_or(0.0, |th| th * th);
+    prune.map_or(0.0, |th| th * th)
+}
+
+/// Stores the candidates above `floor2` (thresholds are >= 0, so exact zeros always go).
+fn store_kept(sh: &Shared<'_>, word: u32, cands: &[Cand], floor2: f32) {
     sh.spectra.store_entries(
         word as usize,
         cands
