@@ -85,11 +85,12 @@ def test_one_thread_is_bit_for_bit_deterministic(
     assert not np.array_equal(arrays(model)[1], arrays(other_seed)[1])
 
 
+@pytest.mark.parametrize("shrink_windows", [False, True])
 def test_resumed_run_equals_uninterrupted_run(
-    corpus: list[str], vocab: Vocabulary, model: CSSModel
+    corpus: list[str], vocab: Vocabulary, shrink_windows: bool
 ) -> None:
     ids, offsets = vocab.encode_batch(corpus)
-    config = ONE_THREAD.replace(training_batch_size=50)
+    config = ONE_THREAD.replace(training_batch_size=50, shrink_windows=shrink_windows)
     trainer = Trainer((ids, offsets), vocab, config)
     pauses = 0
     while not trainer.done:
