@@ -244,7 +244,7 @@ impl SharedSpectra {
     /// Writes `buf` into word `w`'s slots; the remaining slots become empty.
     #[inline]
     pub fn store(&self, w: usize, buf: &WordBuf) {
-        self.store_entries(w, (0..buf.len).map(|j| (buf.freq[j], buf.re[j], buf.im[j])));
+        self.store_entries(w, buf.entries());
     }
 
     /// Writes up to K `(frequency, re, im)` entries into word `w`; remaining slots become empty

@@ -1400,10 +1400,8 @@ fn shrink_and_store(sh: &Shared<'_>, word: u32, lr: f32, explore: bool, cands: &
 fn refine_store(sh: &Shared<'_>, word: u32, lr: f32, current: &WordBuf, cands: &mut [Cand]) {
     let p = sh.params;
     let floor2 = prune_floor2(sh, word, false);
-    let plain = lr * p.sparsity_penalty <= 0.0 && !needs_norm(p);
-    // NaN fails both comparisons.
-    let untouched = |c: &Cand| c.mag2 > floor2 && c.mag2 <= AMP_LIMIT * AMP_LIMIT;
-    if plain
+    let untouched = |c: &Cand| c.mag2 > floor2 && !needs_clamp(c);
+    if only_clamps(p, lr)
         && cands.iter().all(untouched)
         && sh
             .spectra
@@ -1415,22 +1413,19 @@ fn refine_store(sh: &Shared<'_>, word: u32, lr: f32, current: &WordBuf, cands: &
     store_kept(sh, word, cands, floor2);
 }
 
-fn needs_norm(p: &TrainParams) -> bool {
-    p.normalize == Normalize::L2 || p.max_norm.is_some()
+/// True when neither L1 nor a norm applies (the defaults): an update only needs the clamp.
+fn only_clamps(p: &TrainParams, lr: f32) -> bool {
+    lr * p.sparsity_penalty <= 0.0 && p.normalize == Normalize::None && p.max_norm.is_none()
 }
 
 /// Proximal L1 and normalisation when set, and always the numeric clamp.
 fn shrink(p: &TrainParams, lr: f32, cands: &mut [Cand]) {
-    let thr = lr * p.sparsity_penalty;
-    if thr > 0.0 || needs_norm(p) {
-        shrink_and_normalise(p, thr, cands);
-    } else {
-        // The defaults: only the numeric clamp (infinity is above the limit too).
-        for c in cands.iter_mut() {
-            if c.mag2 > AMP_LIMIT * AMP_LIMIT || c.mag2.is_nan() {
-                clamp(c);
-            }
+    if only_clamps(p, lr) {
+        for c in cands.iter_mut().filter(|c| needs_clamp(c)) {
+            clamp(c);
         }
+    } else {
+        shrink_and_normalise(p, lr * p.sparsity_penalty, cands);
     }
 }
 
@@ -1463,6 +1458,12 @@ fn store_kept(sh: &Shared<'_>, word: u32, cands: &[Cand], floor2: f32) {
             .filter(|c| c.mag2 > floor2)
             .map(|c| (c.f, c.re, c.im)),
     );
+}
+
+/// A value `clamp` changes: NaN, infinite (above the limit too) or above AMP_LIMIT.
+#[inline]
+fn needs_clamp(c: &Cand) -> bool {
+    c.mag2 > AMP_LIMIT * AMP_LIMIT || c.mag2.is_nan()
 }
 
 /// Zeroes a value that is not finite (only reachable with absurd settings; the entry is then

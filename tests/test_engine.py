@@ -253,6 +253,7 @@ def test_corpus_arrays_are_validated(vocab: Vocabulary) -> None:
     [
         ({"max_frequencies": 30, "frequency_dim": 20}, "max_frequencies = 30 is invalid"),
         ({"window_size": 0}, r"window_size = 0 is invalid: must be an integer in \[1, 1000\]"),
+        ({"shrink_windows": "yes"}, "shrink_windows = 'yes' is invalid: must be true or false"),
         ({"learning_rate": 0.0}, "learning_rate = 0.0 is invalid: must be a finite number > 0"),
         ({"learning_rate": float("nan")}, "learning_rate = nan is invalid"),
         ({"loss": "squared"}, "loss = 'squared' is invalid: must be one of 'logistic', 'hinge'"),
