@@ -5,6 +5,7 @@
 //! with the `python` feature that maturin enables.
 
 pub mod error;
+pub mod kernels;
 pub mod queries;
 pub mod rng;
 pub mod sampler;

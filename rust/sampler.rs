@@ -48,10 +48,13 @@ impl AliasSampler {
     #[inline]
     pub fn sample(&self, rng: &mut Rng) -> u32 {
         let i = rng.below(self.prob.len());
+        // Both sides read first, so the choice compiles to a select: which side wins is a
+        // coin flip that a branch would mispredict.
+        let (own, alias) = (i as u32, self.alias[i]);
         if rng.next_f32() < self.prob[i] {
-            i as u32
+            own
         } else {
-            self.alias[i]
+            alias
         }
     }
 

@@ -91,6 +91,35 @@ fn unpack_complex(x: u64) -> (f32, f32) {
     (f32::from_bits(x as u32), f32::from_bits((x >> 32) as u32))
 }
 
+/// Bit i set when 16-bit lane i of `packed` is not EMPTY (lanes past K are EMPTY padding).
+/// Branch-free: a lane of `!packed` is non-zero exactly when the lane is not EMPTY; adding
+/// 0x7FFF to its low 15 bits carries into bit 15 unless they are zero, the OR adds bit 15
+/// itself, and a multiply gathers the four lane flags into the top nibble (every partial
+/// product lands on its own bit, so nothing carries into it).
+#[inline]
+fn nonempty_lanes(packed: u64) -> u64 {
+    const LOW15: u64 = 0x7FFF_7FFF_7FFF_7FFF;
+    let x = !packed;
+    let flags = (((x & LOW15) + LOW15) | x) & !LOW15;
+    const GATHER: u64 = (1 << 48) | (1 << 33) | (1 << 18) | (1 << 3);
+    ((flags >> 15).wrapping_mul(GATHER) >> 48) & 0xF
+}
+
+/// Moves the non-empty slots of a buffer loaded slot for slot (holes included) to the front.
+#[cold]
+fn compact(buf: &mut WordBuf, k: usize) {
+    let mut len = 0;
+    for j in 0..k.min(MAX_K) {
+        if buf.freq[j] != EMPTY {
+            buf.freq[len] = buf.freq[j];
+            buf.re[len] = buf.re[j];
+            buf.im[len] = buf.im[j];
+            len += 1;
+        }
+    }
+    buf.len = len;
+}
+
 impl SharedSpectra {
     /// Random initial spectra: each word gets a random count in `[min_init, K]` of distinct
     /// random frequencies, amplitudes uniform in `[amp_min, amp_max]`, phases uniform.
@@ -218,27 +247,29 @@ impl SharedSpectra {
         (freqs, values, &counter[0])
     }
 
-    /// Copies word `w`'s non-empty slots into `buf`. Each frequency word is read once, and
-    /// every slot is written then kept or overwritten (no branch per slot).
+    /// Copies word `w`'s non-empty slots into `buf`. A record as `store_entries` writes it
+    /// (entries first, then empty slots) is copied slot for slot; one that a torn concurrent
+    /// write left with a hole is compacted.
     #[inline]
     pub fn load(&self, w: usize, buf: &mut WordBuf) {
         let (freqs, values, _) = self.record(w);
-        let mut len = 0usize;
-        for ((packed, four), copy) in freqs.iter().zip(values.chunks(4)).zip(&mut buf.packed) {
+        let mut nonempty = 0u64;
+        for (q, (packed, copy)) in freqs.iter().zip(&mut buf.packed).enumerate() {
             let packed = packed.load(Relaxed);
             *copy = packed;
-            for (i, value) in four.iter().enumerate() {
-                let f = (packed >> (16 * i)) as u16;
-                let (re, im) = unpack_complex(value.load(Relaxed));
-                // len < K <= MAX_K: the mask only tells the compiler so.
-                let slot = len % MAX_K;
-                buf.freq[slot] = f;
-                buf.re[slot] = re;
-                buf.im[slot] = im;
-                len += (f != EMPTY) as usize;
+            nonempty |= nonempty_lanes(packed) << (4 * q);
+            for (i, f) in buf.freq[4 * q..4 * q + 4].iter_mut().enumerate() {
+                *f = (packed >> (16 * i)) as u16;
             }
         }
-        buf.len = len;
+        for ((value, re), im) in values.iter().zip(&mut buf.re).zip(&mut buf.im) {
+            (*re, *im) = unpack_complex(value.load(Relaxed));
+        }
+        // Compact: the non-empty slots are exactly the first `len`.
+        buf.len = (!nonempty).trailing_zeros() as usize;
+        if nonempty & nonempty.wrapping_add(1) != 0 {
+            compact(buf, self.k);
+        }
     }
 
     /// Writes `buf` into word `w`'s slots; the remaining slots become empty.
@@ -516,6 +547,45 @@ impl Spectra {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nonempty_lanes_flags_exactly_the_non_empty_lanes() {
+        let values = [0u16, 1, 0x7FFF, 0x8000, 0xFFFE, EMPTY];
+        for a in values {
+            for b in values {
+                for c in values {
+                    for d in values {
+                        let packed =
+                            a as u64 | (b as u64) << 16 | (c as u64) << 32 | (d as u64) << 48;
+                        let want = [a, b, c, d]
+                            .iter()
+                            .enumerate()
+                            .fold(0, |m, (i, &f)| m | ((f != EMPTY) as u64) << i);
+                        assert_eq!(nonempty_lanes(packed), want, "{packed:#x}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn load_compacts_a_record_with_holes() {
+        // Slots: 3, hole, 7, hole, hole, 9 (K = 6), as a torn concurrent write can leave.
+        let freq = [3, EMPTY, 7, EMPTY, EMPTY, 9];
+        let re: Vec<u32> = (1..=6).map(|i| (i as f32).to_bits()).collect();
+        let im: Vec<u32> = (1..=6).map(|i| (-(i as f32)).to_bits()).collect();
+        let s = SharedSpectra::from_raw(6, &freq, &re, &im, &[0]);
+        let mut buf = WordBuf::default();
+        s.load(0, &mut buf);
+        let got: Vec<_> = buf.entries().collect();
+        assert_eq!(got, vec![(3, 1.0, -1.0), (7, 3.0, -3.0), (9, 6.0, -6.0)]);
+        // A compact record is copied as is.
+        let freq = [3, 7, 9, EMPTY, EMPTY, EMPTY];
+        let s = SharedSpectra::from_raw(6, &freq, &re, &im, &[0]);
+        s.load(0, &mut buf);
+        let got: Vec<_> = buf.entries().collect();
+        assert_eq!(got, vec![(3, 1.0, -1.0), (7, 2.0, -2.0), (9, 3.0, -3.0)]);
+    }
 
     fn params() -> InitParams {
         InitParams {

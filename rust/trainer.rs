@@ -8,6 +8,7 @@
 //! `TrainingState`, so a run paused and resumed with one thread is bit-for-bit the same run.
 
 use crate::error::{CssError, Result};
+use crate::kernels::{Isa, SparseAcc, Step};
 use crate::rng::Rng;
 use crate::sampler::AliasSampler;
 use crate::spectra::{InitParams, SharedSpectra, Spectra, WordBuf, MAX_K};
@@ -427,6 +428,7 @@ pub struct Trainer {
     done: bool,
     pool: rayon::ThreadPool,
     last_rate: f64,
+    isa: Isa,
 }
 
 fn build_pool(threads: usize) -> Result<rayon::ThreadPool> {
@@ -557,6 +559,7 @@ impl Trainer {
             done: false,
             pool: build_pool(threads)?,
             last_rate: 0.0,
+            isa: Isa::from_env(),
             params,
         })
     }
@@ -650,6 +653,7 @@ impl Trainer {
             tokens_done: &self.tokens_done,
             total_planned: self.total_planned().max(1),
             epoch: self.epoch,
+            isa: self.isa,
         };
         let workers = &mut self.workers;
         let results: Vec<_> = self.pool.install(|| {
@@ -711,6 +715,16 @@ impl Trainer {
 
     pub fn epoch_stats(&self) -> &[EpochStats] {
         &self.epoch_stats
+    }
+
+    /// Which form of the inner-loop kernels this trainer runs (both give the same spectra).
+    pub fn kernels(&self) -> Isa {
+        self.isa
+    }
+
+    /// Runs the plain-Rust kernels whatever the CPU has (tests hold the forms to each other).
+    pub fn use_scalar_kernels(&mut self) {
+        self.isa = Isa::Scalar;
     }
 
     pub fn params(&self) -> &TrainParams {
@@ -852,74 +866,7 @@ struct Shared<'a> {
     tokens_done: &'a AtomicU64,
     total_planned: u64,
     epoch: usize,
-}
-
-/// A sparse complex vector over `0..D`: a dense value array that is all zeros outside the
-/// touched frequencies, plus their list. Reads are plain loads (no branch: they sit in every
-/// dot product and update); clearing zeroes only what was touched.
-struct SparseAcc {
-    val: Vec<(f32, f32)>,
-    mark: Vec<bool>,
-    touched: Vec<u16>,
-}
-
-impl SparseAcc {
-    fn new(d: usize) -> Self {
-        SparseAcc {
-            val: vec![(0.0, 0.0); d],
-            mark: vec![false; d],
-            touched: Vec::with_capacity(64),
-        }
-    }
-
-    fn clear(&mut self) {
-        for &f in &self.touched {
-            self.val[f as usize] = (0.0, 0.0);
-            self.mark[f as usize] = false;
-        }
-        self.touched.clear();
-    }
-
-    #[inline]
-    fn add(&mut self, f: u16, re: f32, im: f32) {
-        let i = f as usize;
-        if !self.mark[i] {
-            self.mark[i] = true;
-            self.touched.push(f);
-        }
-        self.val[i].0 += re;
-        self.val[i].1 += im;
-    }
-
-    #[inline]
-    fn get(&self, f: u16) -> (f32, f32) {
-        self.val[f as usize]
-    }
-
-    fn scale(&mut self, s: f32) {
-        for &f in &self.touched {
-            let v = &mut self.val[f as usize];
-            v.0 *= s;
-            v.1 *= s;
-        }
-    }
-
-    fn add_word(&mut self, w: &WordBuf, s: f32) {
-        for (f, re, im) in w.entries() {
-            self.add(f, s * re, s * im);
-        }
-    }
-
-    /// Re<w, self> = sum over shared frequencies of re*re' + im*im'.
-    #[inline]
-    fn dot(&self, w: &WordBuf) -> f32 {
-        let mut s = 0.0;
-        for (f, wr, wi) in w.entries() {
-            let (re, im) = self.get(f);
-            s += wr * re + wi * im;
-        }
-        s
-    }
+    isa: Isa,
 }
 
 /// One candidate entry of a projected update.
@@ -947,7 +894,9 @@ struct Work {
     member: Vec<u32>,
     member_gen: u32,
     cands: Vec<Cand>,
-    /// Candidates of a refinement step (at most K, the word's own entries).
+    /// The new values of a refinement step, and the same as candidates when they need more
+    /// than a store (at most K: the word's own entries).
+    step: Step,
     slots: [Cand; MAX_K],
 }
 
@@ -978,11 +927,12 @@ impl Scratch {
         let w = p.window_size.min(1024);
         Scratch {
             work: Work {
-                ctx: SparseAcc::new(p.frequency_dim),
-                err: SparseAcc::new(p.frequency_dim),
+                ctx: SparseAcc::default(),
+                err: SparseAcc::default(),
                 member: vec![0; p.frequency_dim],
                 member_gen: 0,
                 cands: Vec::with_capacity(p.max_frequencies * (2 * w + p.negative_count + 2)),
+                step: Step::default(),
                 slots: [Cand::default(); MAX_K],
             },
             bufs: Bufs {
@@ -1061,16 +1011,20 @@ fn train_document(
     let progress = done as f64 / sh.total_planned as f64;
     let lr = learning_rate(p, progress, sh.epoch);
     let explore = progress < p.exploration_fraction;
+    // Subsampling: every token is written and the length advances only for kept ones, with
+    // no branch on the (random) outcome.
     s.sentence.clear();
+    s.sentence.resize(doc.len(), 0);
+    let mut kept = 0;
     for &id in doc {
         // The only check of token ids: before any update of this document.
         let Some(&keep) = sh.keep_prob.get(id as usize) else {
             return Err(id);
         };
-        if keep >= 1.0 || rng.next_f32() < keep {
-            s.sentence.push(id);
-        }
+        s.sentence[kept] = id;
+        kept += (keep >= 1.0 || rng.next_f32() < keep) as usize;
     }
+    s.sentence.truncate(kept);
     for &w in &s.sentence {
         sh.spectra.prefetch(w as usize);
     }
@@ -1167,7 +1121,7 @@ fn train_position(
 
     let target = sentence[t];
     sh.spectra.load(target as usize, &mut bufs.target);
-    let score_w = work.ctx.dot(&bufs.target);
+    let score_w = sh.isa.dot(&bufs.target, &work.ctx);
 
     negs.clear();
     for &neg in next_negs.iter() {
@@ -1176,7 +1130,7 @@ fn train_position(
         }
         let buf = &mut bufs.negs[negs.len()];
         sh.spectra.load(neg as usize, buf);
-        negs.push((neg, work.ctx.dot(buf)));
+        negs.push((neg, sh.isa.dot(buf, &work.ctx)));
     }
     draw_negatives(sh, rng, next_negs);
 
@@ -1250,7 +1204,7 @@ fn train_position(
         updated.push(neg);
         tally.negative_updates += 1;
     }
-    if p.update_context && !work.err.touched.is_empty() {
+    if p.update_context && !work.err.touched().is_empty() {
         let step = lr / n_ctx as f32;
         for (j, i) in (lo..hi).filter(|&i| i != t).enumerate() {
             let c = sentence[i];
@@ -1306,20 +1260,16 @@ fn update_word(
         Acc::Err => &work.err,
     };
     if !explore {
-        // Refinement: the support is frozen, so the candidates are the current entries.
-        // (A frequency duplicated by a torn concurrent write stays two entries that add up.)
-        let slots = &mut work.slots[..current.len.min(MAX_K)];
-        for (c, (f, cr, ci)) in slots.iter_mut().zip(current.entries()) {
-            let (xr, xi) = x.get(f);
-            let (re, im) = (cr + scale * xr, ci + scale * xi);
-            *c = Cand {
-                f,
-                re,
-                im,
-                mag2: re * re + im * im,
-            };
-        }
-        refine_store(sh, word, lr, current, slots);
+        refine(
+            sh,
+            word,
+            current,
+            scale,
+            x,
+            lr,
+            &mut work.step,
+            &mut work.slots,
+        );
         return;
     }
     work.cands.clear();
@@ -1367,16 +1317,19 @@ fn update_word(
     if work.cands.len() >= k {
         bar = bar.max(smallest);
     }
-    for &f in &x.touched {
-        if work.member[f as usize] != gen {
-            let (xr, xi) = x.get(f);
-            let (re, im) = (scale * xr, scale * xi);
-            let mag2 = re * re + im * im;
-            if mag2 > bar {
-                work.cands.push(Cand { f, re, im, mag2 });
-            }
-        }
+    // Every candidate is written and the count advances only for those that qualify: whether
+    // a step clears the bar is data-dependent, and a branch on it is mispredicted often.
+    let own = work.cands.len();
+    work.cands.resize(own + x.touched().len(), Cand::default());
+    let mut n = own;
+    for &f in x.touched() {
+        let (xr, xi) = x.get(f);
+        let (re, im) = (scale * xr, scale * xi);
+        let mag2 = re * re + im * im;
+        work.cands[n] = Cand { f, re, im, mag2 };
+        n += (work.member[f as usize] != gen && mag2 > bar) as usize;
     }
+    work.cands.truncate(n);
     // Projection onto K-sparse spectra: keep the K largest magnitudes.
     if work.cands.len() > k {
         work.cands
@@ -1394,23 +1347,52 @@ fn shrink_and_store(sh: &Shared<'_>, word: u32, lr: f32, explore: bool, cands: &
     store_kept(sh, word, cands, floor2);
 }
 
-/// The refinement step's store: the same as `shrink_and_store`, but when only the numeric
-/// clamp applies (the defaults), nothing needs clamping or pruning and no other thread has
-/// changed the word's support since `current` was loaded, only the values are written.
-fn refine_store(sh: &Shared<'_>, word: u32, lr: f32, current: &WordBuf, cands: &mut [Cand]) {
+/// A refinement step: the support is frozen, so the candidates are the word's own entries.
+/// When only the numeric clamp applies (the defaults), no value needs clamping or pruning and
+/// no other thread has changed the word's support since `current` was loaded, only the values
+/// are written; otherwise the step goes through `shrink` and `store_kept` like any other.
+/// (A frequency duplicated by a torn concurrent write stays two entries that add up.)
+#[allow(clippy::too_many_arguments)]
+fn refine(
+    sh: &Shared<'_>,
+    word: u32,
+    current: &WordBuf,
+    scale: f32,
+    x: &SparseAcc,
+    lr: f32,
+    step: &mut Step,
+    slots: &mut [Cand; MAX_K],
+) {
     let p = sh.params;
     let floor2 = prune_floor2(sh, word, false);
-    let untouched = |c: &Cand| c.mag2 > floor2 && !needs_clamp(c);
-    if only_clamps(p, lr)
-        && cands.iter().all(untouched)
-        && sh
-            .spectra
-            .store_values(word as usize, current, cands.iter().map(|c| (c.re, c.im)))
+    let inside = sh
+        .isa
+        .step(current, x, scale, floor2, AMP_LIMIT * AMP_LIMIT, step);
+    let n = current.len.min(MAX_K);
+    if inside
+        && only_clamps(p, lr)
+        && sh.spectra.store_values(
+            word as usize,
+            current,
+            step.re[..n]
+                .iter()
+                .zip(&step.im[..n])
+                .map(|(&re, &im)| (re, im)),
+        )
     {
         return;
     }
-    shrink(p, lr, cands);
-    store_kept(sh, word, cands, floor2);
+    let slots = &mut slots[..n];
+    for (j, c) in slots.iter_mut().enumerate() {
+        *c = Cand {
+            f: current.freq[j],
+            re: step.re[j],
+            im: step.im[j],
+            mag2: step.mag2[j],
+        };
+    }
+    shrink(p, lr, slots);
+    store_kept(sh, word, slots, floor2);
 }
 
 /// True when neither L1 nor a norm applies (the defaults): an update only needs the clamp.
@@ -1562,6 +1544,33 @@ mod tests {
         let a = train_all(small_params(1), &ids, &offsets).snapshot();
         let b = train_all(small_params(1), &ids, &offsets).snapshot();
         assert_eq!(a, b);
+    }
+
+    /// The SIMD kernels (when this CPU has them) and the plain ones train the same spectra,
+    /// bit for bit, through both phases and with K both a multiple of 8 and not.
+    #[test]
+    fn scalar_and_simd_kernels_train_the_same_spectra() {
+        let (ids, offsets) = clustered_corpus(300, 5);
+        let counts = vec![100u64; 10];
+        let corpus = Corpus::new(&ids, &offsets).unwrap();
+        for k in [4, 8, 12] {
+            let params = TrainParams {
+                max_frequencies: k,
+                exploration_fraction: 0.5,
+                ..small_params(1)
+            };
+            let run = |scalar: bool| {
+                let mut t = Trainer::new(params.clone(), &counts, &corpus).unwrap();
+                if scalar {
+                    t.use_scalar_kernels();
+                }
+                while !t.is_done() {
+                    t.step(&corpus, Duration::from_secs(60)).unwrap();
+                }
+                t.spectra.to_raw()
+            };
+            assert_eq!(run(false), run(true), "K = {k}");
+        }
     }
 
     #[test]

@@ -1,0 +1,403 @@
+//! The inner loop's arithmetic over one word's K slots, in two forms with the same results
+//! bit for bit: plain Rust, and AVX2 (eight slots per instruction, values of the context read
+//! with gathers) chosen at run time when the CPU has it.
+//!
+//! Bit-identical means the same operations in the same order: products and sums are formed
+//! lane by lane exactly as the scalar code forms them (a multiply, then an add; no fused
+//! multiply-add), and the dot product's lanes are summed one after the other, in slot order.
+//! So a model does not depend on which machine trained it, and a test can hold the two forms
+//! to each other.
+
+use crate::spectra::{WordBuf, MAX_K};
+
+/// Size of the frequency axis of a dense accumulator: every `u16` is a valid index, so no
+/// read or gather can go out of bounds whatever a slot holds (only `0..D` is ever touched;
+/// the rest stays unmapped zero pages).
+pub const FREQ_SPACE: usize = 1 << 16;
+
+/// A sparse complex vector over `0..D`: dense value arrays that are zero outside the touched
+/// frequencies, plus their list, so reads are plain loads and clearing zeroes only what was
+/// touched. Whether a frequency is already listed is a generation stamp, and the list is a
+/// fixed array: adding takes no branch (first touches are data-dependent, so a branch on them
+/// is mispredicted often).
+pub struct SparseAcc {
+    pub re: Box<[f32; FREQ_SPACE]>,
+    pub im: Box<[f32; FREQ_SPACE]>,
+    stamp: Box<[u32; FREQ_SPACE]>,
+    generation: u32,
+    listed: Box<[u16; FREQ_SPACE]>,
+    len: usize,
+}
+
+fn zeroed<T: Copy>(zero: T) -> Box<[T; FREQ_SPACE]> {
+    vec![zero; FREQ_SPACE]
+        .into_boxed_slice()
+        .try_into()
+        .unwrap_or_else(|_| unreachable!("the vector has FREQ_SPACE elements"))
+}
+
+impl Default for SparseAcc {
+    fn default() -> Self {
+        SparseAcc {
+            re: zeroed(0.0),
+            im: zeroed(0.0),
+            stamp: zeroed(0),
+            generation: 1,
+            listed: zeroed(0),
+            len: 0,
+        }
+    }
+}
+
+impl SparseAcc {
+    /// The touched frequencies, in the order first touched.
+    #[inline]
+    pub fn touched(&self) -> &[u16] {
+        &self.listed[..self.len]
+    }
+
+    pub fn clear(&mut self) {
+        for &f in &self.listed[..self.len] {
+            self.re[f as usize] = 0.0;
+            self.im[f as usize] = 0.0;
+        }
+        self.len = 0;
+        if self.generation == u32::MAX {
+            self.stamp.fill(0);
+            self.generation = 0;
+        }
+        self.generation += 1;
+    }
+
+    #[inline]
+    pub fn add(&mut self, f: u16, re: f32, im: f32) {
+        let i = f as usize;
+        let first = self.stamp[i] != self.generation;
+        self.stamp[i] = self.generation;
+        // At most FREQ_SPACE distinct frequencies are ever listed, so the mask never wraps
+        // onto a listed one; it only spares the bounds check.
+        self.listed[self.len % FREQ_SPACE] = f;
+        self.len += first as usize;
+        self.re[i] += re;
+        self.im[i] += im;
+    }
+
+    #[inline]
+    pub fn get(&self, f: u16) -> (f32, f32) {
+        (self.re[f as usize], self.im[f as usize])
+    }
+
+    pub fn scale(&mut self, s: f32) {
+        for &f in &self.listed[..self.len] {
+            self.re[f as usize] *= s;
+            self.im[f as usize] *= s;
+        }
+    }
+
+    pub fn add_word(&mut self, w: &WordBuf, s: f32) {
+        for (f, re, im) in w.entries() {
+            self.add(f, s * re, s * im);
+        }
+    }
+}
+
+/// The new values of one projected step restricted to a word's own slots:
+/// `re[j] = w.re[j] + scale * x.re[f_j]` (and im), with `mag2[j] = re² + im²`.
+pub struct Step {
+    pub re: [f32; MAX_K],
+    pub im: [f32; MAX_K],
+    pub mag2: [f32; MAX_K],
+}
+
+impl Default for Step {
+    fn default() -> Self {
+        Step {
+            re: [0.0; MAX_K],
+            im: [0.0; MAX_K],
+            mag2: [0.0; MAX_K],
+        }
+    }
+}
+
+/// Which form of the kernels this CPU runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Isa {
+    Scalar,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+}
+
+impl Isa {
+    /// The fastest form this CPU supports.
+    pub fn detect() -> Isa {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            return Isa::Avx2;
+        }
+        Isa::Scalar
+    }
+
+    /// `detect`, unless the environment variable `CSS_RS_KERNELS` is `scalar` (for comparing
+    /// the two forms, or ruling the SIMD one out when chasing a problem).
+    pub fn from_env() -> Isa {
+        match std::env::var("CSS_RS_KERNELS") {
+            Ok(v) if v.eq_ignore_ascii_case("scalar") => Isa::Scalar,
+            _ => Isa::detect(),
+        }
+    }
+
+    /// Its name, as progress reports and benchmarks print it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Scalar => "scalar",
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => "avx2",
+        }
+    }
+
+    /// `Re<w, x>`: the sum over w's entries, in slot order, of `w.re*x.re + w.im*x.im`.
+    #[inline]
+    pub fn dot(self, w: &WordBuf, x: &SparseAcc) -> f32 {
+        match self {
+            Isa::Scalar => dot_scalar(w, x),
+            // SAFETY: `Avx2` is only constructed by `detect` when the CPU has AVX2.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => unsafe { avx2::dot(w, x) },
+        }
+    }
+
+    /// Fills `out` with the step `w + scale * x` on w's slots and returns whether every new
+    /// value's squared magnitude lies in `(floor2, limit2]` (false for NaN).
+    #[inline]
+    pub fn step(
+        self,
+        w: &WordBuf,
+        x: &SparseAcc,
+        scale: f32,
+        floor2: f32,
+        limit2: f32,
+        out: &mut Step,
+    ) -> bool {
+        match self {
+            Isa::Scalar => step_scalar(w, x, scale, floor2, limit2, out),
+            // SAFETY: as in `dot`.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => unsafe { avx2::step(w, x, scale, floor2, limit2, out) },
+        }
+    }
+}
+
+fn dot_scalar(w: &WordBuf, x: &SparseAcc) -> f32 {
+    let mut s = 0.0;
+    for (f, wr, wi) in w.entries() {
+        let (re, im) = x.get(f);
+        s += wr * re + wi * im;
+    }
+    s
+}
+
+fn step_scalar(
+    w: &WordBuf,
+    x: &SparseAcc,
+    scale: f32,
+    floor2: f32,
+    limit2: f32,
+    out: &mut Step,
+) -> bool {
+    let mut inside = true;
+    for (j, (f, cr, ci)) in w.entries().enumerate() {
+        let (xr, xi) = x.get(f);
+        let (re, im) = (cr + scale * xr, ci + scale * xi);
+        let mag2 = re * re + im * im;
+        out.re[j] = re;
+        out.im[j] = im;
+        out.mag2[j] = mag2;
+        // `<=` is false for NaN.
+        inside &= mag2 > floor2 && mag2 <= limit2;
+    }
+    inside
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::{SparseAcc, Step, WordBuf, FREQ_SPACE, MAX_K};
+    use core::arch::x86_64::*;
+
+    /// The eight frequencies of slots `j..j+8` as gather indices. Slots past the word's
+    /// length hold stale frequencies or EMPTY: still `u16`, so still inside FREQ_SPACE.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn indices(w: &WordBuf, j: usize) -> __m256i {
+        let freqs: &[u16; 8] = w.freq[j..j + 8].try_into().expect("8 slots");
+        // SAFETY: an unaligned 16-byte read of an array of exactly 16 bytes.
+        let packed = unsafe { _mm_loadu_si128(freqs.as_ptr().cast()) };
+        _mm256_cvtepu16_epi32(packed)
+    }
+
+    /// `x.re[f]` and `x.im[f]` for the eight indices.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn gather(x: &SparseAcc, idx: __m256i) -> (__m256, __m256) {
+        const _: () = assert!(FREQ_SPACE == 1 << 16);
+        // SAFETY: every index is a zero-extended u16, below FREQ_SPACE, the arrays' length.
+        unsafe {
+            (
+                _mm256_i32gather_ps::<4>(x.re.as_ptr(), idx),
+                _mm256_i32gather_ps::<4>(x.im.as_ptr(), idx),
+            )
+        }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn load8(a: &[f32; MAX_K], j: usize) -> __m256 {
+        let s: &[f32; 8] = a[j..j + 8].try_into().expect("8 slots");
+        // SAFETY: an unaligned 32-byte read of an array of exactly 32 bytes.
+        unsafe { _mm256_loadu_ps(s.as_ptr()) }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn store8(a: &mut [f32; MAX_K], j: usize, v: __m256) {
+        let s: &mut [f32; 8] = (&mut a[j..j + 8]).try_into().expect("8 slots");
+        // SAFETY: an unaligned 32-byte write of an array of exactly 32 bytes.
+        unsafe { _mm256_storeu_ps(s.as_mut_ptr(), v) }
+    }
+
+    /// Chunks of eight slots covering the word's `len` entries (MAX_K is a multiple of 8,
+    /// so the last chunk stays inside the arrays).
+    #[inline]
+    fn chunks(len: usize) -> impl Iterator<Item = usize> {
+        const _: () = assert!(MAX_K % 8 == 0);
+        (0..len.min(MAX_K)).step_by(8)
+    }
+
+    #[target_feature(enable = "avx2")]
+    pub fn dot(w: &WordBuf, x: &SparseAcc) -> f32 {
+        let n = w.len.min(MAX_K);
+        let mut terms = [0.0f32; MAX_K];
+        for j in chunks(n) {
+            let (xr, xi) = gather(x, indices(w, j));
+            let t = _mm256_add_ps(
+                _mm256_mul_ps(load8(&w.re, j), xr),
+                _mm256_mul_ps(load8(&w.im, j), xi),
+            );
+            store8(&mut terms, j, t);
+        }
+        // In slot order, as the scalar loop adds them.
+        let mut s = 0.0;
+        for &t in &terms[..n] {
+            s += t;
+        }
+        s
+    }
+
+    #[target_feature(enable = "avx2")]
+    pub fn step(
+        w: &WordBuf,
+        x: &SparseAcc,
+        scale: f32,
+        floor2: f32,
+        limit2: f32,
+        out: &mut Step,
+    ) -> bool {
+        let n = w.len.min(MAX_K);
+        let (scale, floor2, limit2) = (
+            _mm256_set1_ps(scale),
+            _mm256_set1_ps(floor2),
+            _mm256_set1_ps(limit2),
+        );
+        let mut inside = true;
+        for j in chunks(n) {
+            let (xr, xi) = gather(x, indices(w, j));
+            let re = _mm256_add_ps(load8(&w.re, j), _mm256_mul_ps(scale, xr));
+            let im = _mm256_add_ps(load8(&w.im, j), _mm256_mul_ps(scale, xi));
+            let mag2 = _mm256_add_ps(_mm256_mul_ps(re, re), _mm256_mul_ps(im, im));
+            store8(&mut out.re, j, re);
+            store8(&mut out.im, j, im);
+            store8(&mut out.mag2, j, mag2);
+            // Ordered, non-signalling compares: false for NaN, as in the scalar form.
+            let ok = _mm256_and_ps(
+                _mm256_cmp_ps::<_CMP_GT_OQ>(mag2, floor2),
+                _mm256_cmp_ps::<_CMP_LE_OQ>(mag2, limit2),
+            );
+            let lanes = (n - j).min(8);
+            let wanted = (1i32 << lanes) - 1;
+            inside &= _mm256_movemask_ps(ok) & wanted == wanted;
+        }
+        inside
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::Rng;
+
+    fn random_word(rng: &mut Rng, len: usize, d: usize) -> WordBuf {
+        let mut w = WordBuf::default();
+        // Stale slots past len, as a reused buffer has them.
+        for j in 0..MAX_K {
+            w.freq[j] = rng.below(d) as u16;
+            w.re[j] = rng.next_f32() * 4.0 - 2.0;
+            w.im[j] = rng.next_f32() * 4.0 - 2.0;
+        }
+        w.len = len;
+        w
+    }
+
+    #[test]
+    fn both_forms_agree_bit_for_bit() {
+        let isa = Isa::detect();
+        let d = 200;
+        let mut rng = Rng::new(7);
+        let mut x = SparseAcc::default();
+        for case in 0..2000 {
+            x.clear();
+            for _ in 0..rng.below(60) {
+                let f = rng.below(d) as u16;
+                x.add(f, rng.next_f32() - 0.5, rng.next_f32() - 0.5);
+            }
+            let len = case % (MAX_K + 1);
+            let w = random_word(&mut rng, len, d);
+            let scale = (rng.next_f32() - 0.5) * 10.0;
+            assert_eq!(
+                isa.dot(&w, &x).to_bits(),
+                dot_scalar(&w, &x).to_bits(),
+                "dot, case {case}"
+            );
+            let (floor2, limit2) = (rng.next_f32() * 0.5, 1.0 + rng.next_f32() * 8.0);
+            let (mut a, mut b) = (Step::default(), Step::default());
+            let inside_a = isa.step(&w, &x, scale, floor2, limit2, &mut a);
+            let inside_b = step_scalar(&w, &x, scale, floor2, limit2, &mut b);
+            assert_eq!(inside_a, inside_b, "step range check, case {case}");
+            for j in 0..len {
+                assert_eq!(a.re[j].to_bits(), b.re[j].to_bits(), "case {case}");
+                assert_eq!(a.im[j].to_bits(), b.im[j].to_bits(), "case {case}");
+                assert_eq!(a.mag2[j].to_bits(), b.mag2[j].to_bits(), "case {case}");
+            }
+        }
+    }
+
+    #[test]
+    fn step_range_check_catches_nan_and_out_of_range_values() {
+        let isa = Isa::detect();
+        let mut x = SparseAcc::default();
+        x.add(3, f32::NAN, 0.0);
+        x.add(5, 1.0, 0.0);
+        let mut w = WordBuf::default();
+        w.push(5, 0.5, 0.0);
+        let mut out = Step::default();
+        assert!(isa.step(&w, &x, 1.0, 0.0, 4.0, &mut out));
+        assert!(
+            !isa.step(&w, &x, 1.0, 0.0, 2.0, &mut out),
+            "above the limit"
+        );
+        assert!(
+            !isa.step(&w, &x, 1.0, 2.5, 4.0, &mut out),
+            "at or below the floor"
+        );
+        w.push(3, 0.5, 0.0);
+        assert!(!isa.step(&w, &x, 1.0, 0.0, 4.0, &mut out), "NaN");
+    }
+}
