@@ -119,6 +119,62 @@ impl Default for Step {
     }
 }
 
+/// One candidate entry of a projected update.
+#[derive(Clone, Copy, Default, Debug, PartialEq)]
+pub struct Cand {
+    pub f: u16,
+    pub re: f32,
+    pub im: f32,
+    pub mag2: f32,
+}
+
+impl Cand {
+    #[inline]
+    pub fn scale(&mut self, factor: f32) {
+        self.re *= factor;
+        self.im *= factor;
+        self.mag2 = self.re * self.re + self.im * self.im;
+    }
+}
+
+/// The frequencies a word's candidate list already holds, as generation stamps over the
+/// frequency axis (starting a new list is one increment, not a clear).
+pub struct Members {
+    stamp: Box<[u32; FREQ_SPACE]>,
+    generation: u32,
+}
+
+impl Default for Members {
+    fn default() -> Self {
+        Members {
+            stamp: zeroed(0),
+            generation: 0,
+        }
+    }
+}
+
+impl Members {
+    /// Empties the set.
+    #[inline]
+    pub fn restart(&mut self) {
+        if self.generation == u32::MAX {
+            self.stamp.fill(0);
+            self.generation = 0;
+        }
+        self.generation += 1;
+    }
+
+    #[inline]
+    pub fn insert(&mut self, f: u16) {
+        self.stamp[f as usize] = self.generation;
+    }
+
+    #[inline]
+    pub fn contains(&self, f: u16) -> bool {
+        self.stamp[f as usize] == self.generation
+    }
+}
+
 /// Which form of the kernels this CPU runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Isa {
@@ -185,6 +241,47 @@ impl Isa {
             Isa::Avx2 => unsafe { avx2::step(w, x, scale, floor2, limit2, out) },
         }
     }
+
+    /// Appends to `out`, in the order of `x.touched()`, a candidate `scale * x[f]` for every
+    /// touched frequency `f` not in `own` whose squared magnitude exceeds `bar`.
+    #[inline]
+    pub fn new_candidates(
+        self,
+        x: &SparseAcc,
+        scale: f32,
+        bar: f32,
+        own: &Members,
+        out: &mut Vec<Cand>,
+    ) {
+        match self {
+            Isa::Scalar => new_candidates_scalar(x, x.touched(), scale, bar, own, out),
+            // SAFETY: as in `dot`.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => unsafe { avx2::new_candidates(x, scale, bar, own, out) },
+        }
+    }
+}
+
+/// Every candidate is written and the count advances only for those that qualify: whether a
+/// step clears the bar is data-dependent, and a branch on it is mispredicted often.
+fn new_candidates_scalar(
+    x: &SparseAcc,
+    freqs: &[u16],
+    scale: f32,
+    bar: f32,
+    own: &Members,
+    out: &mut Vec<Cand>,
+) {
+    let mut n = out.len();
+    out.resize(n + freqs.len(), Cand::default());
+    for &f in freqs {
+        let (xr, xi) = x.get(f);
+        let (re, im) = (scale * xr, scale * xi);
+        let mag2 = re * re + im * im;
+        out[n] = Cand { f, re, im, mag2 };
+        n += (!own.contains(f) && mag2 > bar) as usize;
+    }
+    out.truncate(n);
 }
 
 fn dot_scalar(w: &WordBuf, x: &SparseAcc) -> f32 {
@@ -220,7 +317,7 @@ fn step_scalar(
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::{SparseAcc, Step, WordBuf, FREQ_SPACE, MAX_K};
+    use super::{Cand, Members, SparseAcc, Step, WordBuf, FREQ_SPACE, MAX_K};
     use core::arch::x86_64::*;
 
     /// The eight frequencies of slots `j..j+8` as gather indices. Slots past the word's
@@ -258,7 +355,7 @@ mod avx2 {
 
     #[inline]
     #[target_feature(enable = "avx2")]
-    fn store8(a: &mut [f32; MAX_K], j: usize, v: __m256) {
+    fn store8<const N: usize>(a: &mut [f32; N], j: usize, v: __m256) {
         let s: &mut [f32; 8] = (&mut a[j..j + 8]).try_into().expect("8 slots");
         // SAFETY: an unaligned 32-byte write of an array of exactly 32 bytes.
         unsafe { _mm256_storeu_ps(s.as_mut_ptr(), v) }
@@ -270,6 +367,46 @@ mod avx2 {
     fn chunks(len: usize) -> impl Iterator<Item = usize> {
         const _: () = assert!(MAX_K % 8 == 0);
         (0..len.min(MAX_K)).step_by(8)
+    }
+
+    #[target_feature(enable = "avx2")]
+    pub fn new_candidates(x: &SparseAcc, scale: f32, bar: f32, own: &Members, out: &mut Vec<Cand>) {
+        let touched = x.touched();
+        let whole = touched.len() / 8 * 8;
+        let (scale_v, bar_v) = (_mm256_set1_ps(scale), _mm256_set1_ps(bar));
+        let generation = _mm256_set1_epi32(own.generation as i32);
+        let (mut re, mut im, mut mag2) = ([0.0f32; 8], [0.0f32; 8], [0.0f32; 8]);
+        for freqs in touched[..whole].chunks_exact(8) {
+            let freqs: &[u16; 8] = freqs.try_into().expect("chunks of 8");
+            // SAFETY: an unaligned 16-byte read of an array of exactly 16 bytes.
+            let idx = _mm256_cvtepu16_epi32(unsafe { _mm_loadu_si128(freqs.as_ptr().cast()) });
+            let (xr, xi) = gather(x, idx);
+            let r = _mm256_mul_ps(scale_v, xr);
+            let i = _mm256_mul_ps(scale_v, xi);
+            let m = _mm256_add_ps(_mm256_mul_ps(r, r), _mm256_mul_ps(i, i));
+            // SAFETY: indices are zero-extended u16, below FREQ_SPACE, the stamps' length.
+            let stamps = unsafe { _mm256_i32gather_epi32::<4>(own.stamp.as_ptr().cast(), idx) };
+            let clears = _mm256_cmp_ps::<_CMP_GT_OQ>(m, bar_v);
+            let listed = _mm256_castsi256_ps(_mm256_cmpeq_epi32(stamps, generation));
+            let mut lanes = _mm256_movemask_ps(_mm256_andnot_ps(listed, clears)) as u32;
+            if lanes == 0 {
+                continue; // the common case: no new entry clears the bar
+            }
+            store8(&mut re, 0, r);
+            store8(&mut im, 0, i);
+            store8(&mut mag2, 0, m);
+            while lanes != 0 {
+                let l = lanes.trailing_zeros() as usize;
+                lanes &= lanes - 1;
+                out.push(Cand {
+                    f: freqs[l],
+                    re: re[l],
+                    im: im[l],
+                    mag2: mag2[l],
+                });
+            }
+        }
+        super::new_candidates_scalar(x, &touched[whole..], scale, bar, own, out);
     }
 
     #[target_feature(enable = "avx2")]
@@ -366,6 +503,17 @@ mod tests {
                 dot_scalar(&w, &x).to_bits(),
                 "dot, case {case}"
             );
+            let mut own = Members::default();
+            own.restart();
+            for (f, _, _) in w.entries() {
+                own.insert(f);
+            }
+            let bar = rng.next_f32() * rng.next_f32();
+            let (mut a, mut b) = (vec![Cand::default(); 3], vec![Cand::default(); 3]);
+            isa.new_candidates(&x, scale, bar, &own, &mut a);
+            new_candidates_scalar(&x, x.touched(), scale, bar, &own, &mut b);
+            assert_eq!(a, b, "new candidates, case {case}");
+            assert!(b[3..].iter().all(|c| c.mag2 > bar && !own.contains(c.f)));
             let (floor2, limit2) = (rng.next_f32() * 0.5, 1.0 + rng.next_f32() * 8.0);
             let (mut a, mut b) = (Step::default(), Step::default());
             let inside_a = isa.step(&w, &x, scale, floor2, limit2, &mut a);

@@ -8,7 +8,7 @@
 //! `TrainingState`, so a run paused and resumed with one thread is bit-for-bit the same run.
 
 use crate::error::{CssError, Result};
-use crate::kernels::{Isa, SparseAcc, Step};
+use crate::kernels::{Cand, Isa, Members, SparseAcc, Step};
 use crate::rng::Rng;
 use crate::sampler::AliasSampler;
 use crate::spectra::{InitParams, SharedSpectra, Spectra, WordBuf, MAX_K};
@@ -869,30 +869,12 @@ struct Shared<'a> {
     isa: Isa,
 }
 
-/// One candidate entry of a projected update.
-#[derive(Clone, Copy, Default)]
-struct Cand {
-    f: u16,
-    re: f32,
-    im: f32,
-    mag2: f32,
-}
-
-impl Cand {
-    #[inline]
-    fn scale(&mut self, factor: f32) {
-        self.re *= factor;
-        self.im *= factor;
-        self.mag2 = self.re * self.re + self.im * self.im;
-    }
-}
-
 /// Scratch that updates write into: the context and error accumulators and candidate lists.
 struct Work {
     ctx: SparseAcc,
     err: SparseAcc,
-    member: Vec<u32>,
-    member_gen: u32,
+    /// The frequencies already among an exploration step's candidates.
+    members: Members,
     cands: Vec<Cand>,
     /// The new values of a refinement step, and the same as candidates when they need more
     /// than a store (at most K: the word's own entries).
@@ -929,8 +911,7 @@ impl Scratch {
             work: Work {
                 ctx: SparseAcc::default(),
                 err: SparseAcc::default(),
-                member: vec![0; p.frequency_dim],
-                member_gen: 0,
+                members: Members::default(),
                 cands: Vec::with_capacity(p.max_frequencies * (2 * w + p.negative_count + 2)),
                 step: Step::default(),
                 slots: [Cand::default(); MAX_K],
@@ -1273,15 +1254,10 @@ fn update_word(
         return;
     }
     work.cands.clear();
-    if work.member_gen == u32::MAX {
-        work.member.iter_mut().for_each(|m| *m = 0);
-        work.member_gen = 0;
-    }
-    work.member_gen += 1;
-    let gen = work.member_gen;
+    work.members.restart();
     for j in 0..current.len {
         let f = current.freq[j];
-        if work.member[f as usize] == gen {
+        if work.members.contains(f) {
             // A torn concurrent write duplicated this frequency: the entries add up.
             if let Some(c) = work.cands.iter_mut().find(|c| c.f == f) {
                 c.re += current.re[j];
@@ -1289,7 +1265,7 @@ fn update_word(
             }
             continue;
         }
-        work.member[f as usize] = gen;
+        work.members.insert(f);
         let (xr, xi) = x.get(f);
         let (re, im) = (current.re[j] + scale * xr, current.im[j] + scale * xi);
         work.cands.push(Cand {
@@ -1317,19 +1293,8 @@ fn update_word(
     if work.cands.len() >= k {
         bar = bar.max(smallest);
     }
-    // Every candidate is written and the count advances only for those that qualify: whether
-    // a step clears the bar is data-dependent, and a branch on it is mispredicted often.
-    let own = work.cands.len();
-    work.cands.resize(own + x.touched().len(), Cand::default());
-    let mut n = own;
-    for &f in x.touched() {
-        let (xr, xi) = x.get(f);
-        let (re, im) = (scale * xr, scale * xi);
-        let mag2 = re * re + im * im;
-        work.cands[n] = Cand { f, re, im, mag2 };
-        n += (work.member[f as usize] != gen && mag2 > bar) as usize;
-    }
-    work.cands.truncate(n);
+    sh.isa
+        .new_candidates(x, scale, bar, &work.members, &mut work.cands);
     // Projection onto K-sparse spectra: keep the K largest magnitudes.
     if work.cands.len() > k {
         work.cands
