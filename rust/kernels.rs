@@ -56,6 +56,12 @@ impl SparseAcc {
         &self.listed[..self.len]
     }
 
+    /// Eight consecutive entries of the touched list from `j` (past its end: stale values).
+    #[inline]
+    pub fn listed_chunk(&self, j: usize) -> &[u16; 8] {
+        self.listed[j..j + 8].try_into().expect("8 entries")
+    }
+
     pub fn clear(&mut self) {
         for &f in &self.listed[..self.len] {
             self.re[f as usize] = 0.0;
@@ -371,13 +377,15 @@ mod avx2 {
 
     #[target_feature(enable = "avx2")]
     pub fn new_candidates(x: &SparseAcc, scale: f32, bar: f32, own: &Members, out: &mut Vec<Cand>) {
-        let touched = x.touched();
-        let whole = touched.len() / 8 * 8;
+        let len = x.touched().len();
         let (scale_v, bar_v) = (_mm256_set1_ps(scale), _mm256_set1_ps(bar));
         let generation = _mm256_set1_epi32(own.generation as i32);
         let (mut re, mut im, mut mag2) = ([0.0f32; 8], [0.0f32; 8], [0.0f32; 8]);
-        for freqs in touched[..whole].chunks_exact(8) {
-            let freqs: &[u16; 8] = freqs.try_into().expect("chunks of 8");
+        let mut j = 0;
+        // The last chunk reads past the listed frequencies (stale u16 values, inside the
+        // list's FREQ_SPACE slots) and masks those lanes out.
+        while j < len && j + 8 <= FREQ_SPACE {
+            let freqs = x.listed_chunk(j);
             // SAFETY: an unaligned 16-byte read of an array of exactly 16 bytes.
             let idx = _mm256_cvtepu16_epi32(unsafe { _mm_loadu_si128(freqs.as_ptr().cast()) });
             let (xr, xi) = gather(x, idx);
@@ -388,7 +396,9 @@ mod avx2 {
             let stamps = unsafe { _mm256_i32gather_epi32::<4>(own.stamp.as_ptr().cast(), idx) };
             let clears = _mm256_cmp_ps::<_CMP_GT_OQ>(m, bar_v);
             let listed = _mm256_castsi256_ps(_mm256_cmpeq_epi32(stamps, generation));
-            let mut lanes = _mm256_movemask_ps(_mm256_andnot_ps(listed, clears)) as u32;
+            let valid = (1u32 << (len - j).min(8)) - 1;
+            let mut lanes = _mm256_movemask_ps(_mm256_andnot_ps(listed, clears)) as u32 & valid;
+            j += 8;
             if lanes == 0 {
                 continue; // the common case: no new entry clears the bar
             }
@@ -406,7 +416,9 @@ mod avx2 {
                 });
             }
         }
-        super::new_candidates_scalar(x, &touched[whole..], scale, bar, own, out);
+        if j < len {
+            super::new_candidates_scalar(x, &x.touched()[j..], scale, bar, own, out);
+        }
     }
 
     #[target_feature(enable = "avx2")]

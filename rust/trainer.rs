@@ -1235,52 +1235,68 @@ fn update_word(
     lr: f32,
     work: &mut Work,
 ) {
-    let p = sh.params;
+    let Work {
+        ctx,
+        err,
+        members,
+        cands,
+        step,
+        slots,
+    } = work;
     let x = match which {
-        Acc::Ctx => &work.ctx,
-        Acc::Err => &work.err,
+        Acc::Ctx => &*ctx,
+        Acc::Err => &*err,
     };
-    if !explore {
-        refine(
-            sh,
-            word,
-            current,
-            scale,
-            x,
-            lr,
-            &mut work.step,
-            &mut work.slots,
-        );
-        return;
+    if explore {
+        explore_step(sh, word, current, scale, x, lr, members, cands, step);
+    } else {
+        refine(sh, word, current, scale, x, lr, step, slots);
     }
-    work.cands.clear();
-    work.members.restart();
-    for j in 0..current.len {
-        let f = current.freq[j];
-        if work.members.contains(f) {
-            // A torn concurrent write duplicated this frequency: the entries add up.
-            if let Some(c) = work.cands.iter_mut().find(|c| c.f == f) {
-                c.re += current.re[j];
-                c.im += current.im[j];
-            }
-            continue;
-        }
-        work.members.insert(f);
-        let (xr, xi) = x.get(f);
-        let (re, im) = (current.re[j] + scale * xr, current.im[j] + scale * xi);
-        work.cands.push(Cand {
-            f,
-            re,
-            im,
-            mag2: 0.0,
-        });
+}
+
+/// An exploration step: the candidates are the word's own entries moved by the step, then
+/// every other frequency of `x` that the step makes large enough to matter. When no new
+/// frequency qualifies, no own value needs clamping or pruning and the record is as loaded,
+/// only the values are written (as in `refine`).
+#[allow(clippy::too_many_arguments)]
+fn explore_step(
+    sh: &Shared<'_>,
+    word: u32,
+    current: &WordBuf,
+    scale: f32,
+    x: &SparseAcc,
+    lr: f32,
+    members: &mut Members,
+    cands: &mut Vec<Cand>,
+    step: &mut Step,
+) {
+    let p = sh.params;
+    let n = current.len.min(MAX_K);
+    members.restart();
+    let mut duplicated = false;
+    for &f in &current.freq[..n] {
+        duplicated |= members.contains(f);
+        members.insert(f);
     }
+    let floor2 = prune_floor2(sh, word, true);
+    cands.clear();
+    let own_inside = if duplicated {
+        own_candidates_merging_duplicates(current, scale, x, cands);
+        false
+    } else {
+        let inside = sh
+            .isa
+            .step(current, x, scale, floor2, AMP_LIMIT * AMP_LIMIT, step);
+        cands.extend((0..n).map(|j| Cand {
+            f: current.freq[j],
+            re: step.re[j],
+            im: step.im[j],
+            mag2: step.mag2[j],
+        }));
+        inside
+    };
+    let own = cands.len();
     let k = p.max_frequencies;
-    let mut smallest = f32::INFINITY;
-    for c in work.cands.iter_mut() {
-        c.mag2 = c.re * c.re + c.im * c.im;
-        smallest = smallest.min(c.mag2);
-    }
     // Without normalisation every later step (L1, clamp, max_norm) only shrinks a value, so a
     // new entry already at or below the prune threshold would be pruned: skip it. And when the
     // word's own entries already fill K slots, a new entry must beat the smallest of them to
@@ -1290,18 +1306,61 @@ fn update_word(
     } else {
         0.0
     };
-    if work.cands.len() >= k {
+    if own >= k {
+        let smallest = cands.iter().fold(f32::INFINITY, |m, c| m.min(c.mag2));
         bar = bar.max(smallest);
     }
-    sh.isa
-        .new_candidates(x, scale, bar, &work.members, &mut work.cands);
-    // Projection onto K-sparse spectra: keep the K largest magnitudes.
-    if work.cands.len() > k {
-        work.cands
-            .select_nth_unstable_by(k - 1, |a, b| b.mag2.total_cmp(&a.mag2));
-        work.cands.truncate(k);
+    sh.isa.new_candidates(x, scale, bar, members, cands);
+    if own_inside
+        && cands.len() == own
+        && only_clamps(p, lr)
+        && sh.spectra.store_values(
+            word as usize,
+            current,
+            step.re[..n]
+                .iter()
+                .zip(&step.im[..n])
+                .map(|(&re, &im)| (re, im)),
+        )
+    {
+        return;
     }
-    shrink_and_store(sh, word, lr, true, &mut work.cands);
+    // Projection onto K-sparse spectra: keep the K largest magnitudes.
+    if cands.len() > k {
+        cands.select_nth_unstable_by(k - 1, |a, b| b.mag2.total_cmp(&a.mag2));
+        cands.truncate(k);
+    }
+    shrink_and_store(sh, word, lr, true, cands);
+}
+
+/// The own candidates of a word whose record a torn concurrent write left with a frequency
+/// twice: the entries of one frequency add up, then the step applies once.
+fn own_candidates_merging_duplicates(
+    current: &WordBuf,
+    scale: f32,
+    x: &SparseAcc,
+    cands: &mut Vec<Cand>,
+) {
+    for (f, re, im) in current.entries() {
+        match cands.iter_mut().find(|c| c.f == f) {
+            Some(c) => {
+                c.re += re;
+                c.im += im;
+            }
+            None => {
+                let (xr, xi) = x.get(f);
+                cands.push(Cand {
+                    f,
+                    re: re + scale * xr,
+                    im: im + scale * xi,
+                    mag2: 0.0,
+                });
+            }
+        }
+    }
+    for c in cands.iter_mut() {
+        c.mag2 = c.re * c.re + c.im * c.im;
+    }
 }
 
 /// Proximal L1, normalisation, numeric clamp and pruning of the kept candidates, then store.
