@@ -101,10 +101,43 @@ impl SparseAcc {
     }
 
     pub fn add_word(&mut self, w: &WordBuf, s: f32) {
-        for (f, re, im) in w.entries() {
-            self.add(f, s * re, s * im);
-        }
+        let SparseAcc {
+            re,
+            im,
+            stamp,
+            generation,
+            listed,
+            len,
+        } = self;
+        *len = accumulate(re, im, stamp, listed, *generation, *len, w, s);
     }
+}
+
+/// `add` for every entry of `w` scaled by `s`; returns the new list length. The arrays come
+/// in as separate arguments so the compiler knows they do not alias and keeps the length and
+/// the array addresses in registers across the stores.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn accumulate(
+    re: &mut [f32; FREQ_SPACE],
+    im: &mut [f32; FREQ_SPACE],
+    stamp: &mut [u32; FREQ_SPACE],
+    listed: &mut [u16; FREQ_SPACE],
+    generation: u32,
+    mut len: usize,
+    w: &WordBuf,
+    s: f32,
+) -> usize {
+    for (f, wr, wi) in w.entries() {
+        let i = f as usize;
+        let first = stamp[i] != generation;
+        stamp[i] = generation;
+        listed[len % FREQ_SPACE] = f;
+        len += first as usize;
+        re[i] += s * wr;
+        im[i] += s * wi;
+    }
+    len
 }
 
 /// The new values of one projected step restricted to a word's own slots:
