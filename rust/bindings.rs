@@ -635,10 +635,19 @@ impl PySpectra {
     }
 }
 
+/// The form of the training kernels this process runs: "avx2" when the CPU has it, else
+/// "scalar" (also when the environment sets CSS_RS_KERNELS=scalar). Both train the same
+/// spectra bit for bit.
+#[pyfunction]
+fn kernels() -> &'static str {
+    crate::kernels::Isa::from_env().name()
+}
+
 #[pymodule]
 #[pyo3(name = "_core")]
 fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_function(wrap_pyfunction!(kernels, m)?)?;
     m.add_class::<PyTokenizer>()?;
     m.add_class::<PyVocabulary>()?;
     m.add_class::<PyTrainer>()?;

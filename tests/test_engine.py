@@ -85,6 +85,31 @@ def test_one_thread_is_bit_for_bit_deterministic(
     assert not np.array_equal(arrays(model)[1], arrays(other_seed)[1])
 
 
+def test_scalar_kernels_train_the_same_model(model: CSSModel, tmp_path: os.PathLike[str]) -> None:
+    """CSS_RS_KERNELS=scalar rules the SIMD kernels out; the model must not change a bit."""
+    script = textwrap.dedent(
+        """
+        import sys, numpy as np, css_rs
+        from css_rs._core import kernels
+        from css_rs.synthetic import generate_corpus
+        texts = generate_corpus(3000, seed=3)
+        vocab = css_rs.Vocabulary.from_texts(texts, min_count=5)
+        model = css_rs.train(texts, vocab, css_rs.TrainConfig(threads=1, seed=7))
+        np.savez(sys.argv[1], *model.slot_arrays())
+        print(kernels())
+        """
+    )
+    out = f"{tmp_path}/scalar.npz"
+    env = {**os.environ, "CSS_RS_KERNELS": "scalar"}
+    run = subprocess.run(
+        [sys.executable, "-c", script, out], env=env, capture_output=True, text=True, check=True
+    )
+    assert run.stdout.strip() == "scalar"
+    with np.load(out) as scalar:
+        for i, a in enumerate(arrays(model)):
+            assert np.array_equal(a, scalar[f"arr_{i}"])
+
+
 @pytest.mark.parametrize("shrink_windows", [False, True])
 def test_resumed_run_equals_uninterrupted_run(
     corpus: list[str], vocab: Vocabulary, shrink_windows: bool

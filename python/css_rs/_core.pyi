@@ -8,6 +8,8 @@ import numpy.typing as npt
 
 __version__: str
 
+def kernels() -> str: ...
+
 class Tokenizer:
     """Lowercases, then splits into maximal runs of letters, digits (any script) and ``_``."""
 

@@ -12,6 +12,7 @@ from typing import NoReturn, Optional
 import typer
 
 from css_rs import __version__
+from css_rs._core import kernels
 from css_rs.errors import CssRsError, InputError
 
 EXIT_OK = 0
@@ -34,7 +35,7 @@ _state = {"debug": False}
 
 def _version_callback(value: bool) -> None:
     if value:
-        typer.echo(f"css-rs {__version__}")
+        typer.echo(f"css-rs {__version__} (training kernels: {kernels()})")
         raise typer.Exit()
 
 
