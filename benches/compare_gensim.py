@@ -28,6 +28,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from css_rs._core import kernels
+
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 CORPUS = DATA / "gcide.txt.gz"
 PAIRS = DATA / "wordsim353.tsv"
@@ -266,7 +268,10 @@ def main() -> int:
         measure("css-rs, the guide's original settings", {**css, "settings": GUIDE}, [1]),
     ]
     gensim_rows = [r for r in rows if r["system"] == "gensim"]
-    print(f"\ncorpus {CORPUS.name}, {COMMON}, threads={args.threads}\n")
+    print(
+        f"\ncorpus {CORPUS.name}, {COMMON}, threads={args.threads}, "
+        f"css-rs training kernels: {kernels()}\n"
+    )
     print(table(rows, gensim_rows))
     if args.study:
         study = [measure("defaults", {**css, "settings": {}}, seeds)]

@@ -37,16 +37,29 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("train_epoch");
     g.throughput(Throughput::Elements(TOKENS as u64));
     g.sample_size(10);
-    for (name, exploration_fraction) in [("refinement", 0.0), ("exploration", 1.0)] {
+    let phases = [("refinement", 0.0), ("exploration", 1.0)];
+    // Each phase with the kernels this CPU picks (AVX2 where it has it) and with the scalar
+    // ones, which train the same spectra: the difference is the SIMD gain.
+    for ((phase, exploration_fraction), scalar) in
+        phases.into_iter().flat_map(|p| [(p, false), (p, true)])
+    {
         let params = TrainParams {
             epochs: 1,
             threads: 1,
             exploration_fraction,
             ..TrainParams::default()
         };
+        let name = if scalar {
+            format!("{phase}/scalar")
+        } else {
+            phase.to_string()
+        };
         g.bench_function(name, |b| {
             b.iter(|| {
                 let mut t = Trainer::new(params.clone(), &counts, &corpus).unwrap();
+                if scalar {
+                    t.use_scalar_kernels();
+                }
                 while !t.is_done() {
                     t.step(&corpus, Duration::from_secs(3600)).unwrap();
                 }
