@@ -1,6 +1,8 @@
-//! The inner loop's arithmetic over one word's K slots, in two forms with the same results
-//! bit for bit: plain Rust, and AVX2 (eight slots per instruction, values of the context read
-//! with gathers) chosen at run time when the CPU has it.
+//! The inner loop's data and arithmetic per word: the sparse accumulators of the context and
+//! error spectra, the candidates of a projected step, and the three computations over a
+//! word's slots or a touched list (score, step, new candidates), in two forms with the same
+//! results bit for bit: plain Rust, and AVX2 (eight entries per instruction, accumulator
+//! values read with gathers) chosen at run time when the CPU has it.
 //!
 //! Bit-identical means the same operations in the same order: products and sums are formed
 //! lane by lane exactly as the scalar code forms them (a multiply, then an add; no fused
@@ -73,19 +75,6 @@ impl SparseAcc {
             self.generation = 0;
         }
         self.generation += 1;
-    }
-
-    #[inline]
-    pub fn add(&mut self, f: u16, re: f32, im: f32) {
-        let i = f as usize;
-        let first = self.stamp[i] != self.generation;
-        self.stamp[i] = self.generation;
-        // At most FREQ_SPACE distinct frequencies are ever listed, so the mask never wraps
-        // onto a listed one; it only spares the bounds check.
-        self.listed[self.len % FREQ_SPACE] = f;
-        self.len += first as usize;
-        self.re[i] += re;
-        self.im[i] += im;
     }
 
     #[inline]
@@ -247,7 +236,7 @@ impl Isa {
         }
     }
 
-    /// Its name, as progress reports and benchmarks print it.
+    /// Its name, as `css-rs --version` and the benchmarks print it.
     pub fn name(self) -> &'static str {
         match self {
             Isa::Scalar => "scalar",
@@ -564,10 +553,12 @@ mod tests {
         let mut x = SparseAcc::default();
         for case in 0..2000 {
             x.clear();
+            let mut entries = WordBuf::default();
             for _ in 0..rng.below(60) {
                 let f = rng.below(d) as u16;
-                x.add(f, rng.next_f32() - 0.5, rng.next_f32() - 0.5);
+                entries.push(f, rng.next_f32() - 0.5, rng.next_f32() - 0.5);
             }
+            x.add_word(&entries, 1.0);
             let len = case % (MAX_K + 1);
             let w = random_word(&mut rng, len, d);
             let scale = (rng.next_f32() - 0.5) * 10.0;
@@ -609,8 +600,10 @@ mod tests {
     fn step_range_check_catches_nan_and_out_of_range_values() {
         let isa = Isa::detect();
         let mut x = SparseAcc::default();
-        x.add(3, f32::NAN, 0.0);
-        x.add(5, 1.0, 0.0);
+        let mut entries = WordBuf::default();
+        entries.push(3, f32::NAN, 0.0);
+        entries.push(5, 1.0, 0.0);
+        x.add_word(&entries, 1.0);
         let mut w = WordBuf::default();
         w.push(5, 0.5, 0.0);
         let mut out = Step::default();

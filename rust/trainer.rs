@@ -717,11 +717,6 @@ impl Trainer {
         &self.epoch_stats
     }
 
-    /// Which form of the inner-loop kernels this trainer runs (both give the same spectra).
-    pub fn kernels(&self) -> Isa {
-        self.isa
-    }
-
     /// Runs the plain-Rust kernels whatever the CPU has (tests hold the forms to each other).
     pub fn use_scalar_kernels(&mut self) {
         self.isa = Isa::Scalar;
