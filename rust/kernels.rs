@@ -209,49 +209,56 @@ impl Members {
 /// of an exploration step scan the whole touched list, ~40 entries, and always gather.)
 pub const GATHER_FROM: usize = 8;
 
-/// Which form of the kernels this CPU runs.
+/// Which form of the kernels this CPU runs. The form is private: an `Isa` that says AVX2
+/// exists only where `detect` found it, so calling the kernels is safe from any code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Isa {
+pub struct Isa(Form);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Form {
     Scalar,
     #[cfg(target_arch = "x86_64")]
     Avx2,
 }
 
 impl Isa {
+    /// The plain-Rust form, on any CPU.
+    pub const SCALAR: Isa = Isa(Form::Scalar);
+
     /// The fastest form this CPU supports.
     pub fn detect() -> Isa {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") {
-            return Isa::Avx2;
+            return Isa(Form::Avx2);
         }
-        Isa::Scalar
+        Isa::SCALAR
     }
 
     /// `detect`, unless the environment variable `CSS_RS_KERNELS` is `scalar` (for comparing
     /// the two forms, or ruling the SIMD one out when chasing a problem).
     pub fn from_env() -> Isa {
         match std::env::var("CSS_RS_KERNELS") {
-            Ok(v) if v.eq_ignore_ascii_case("scalar") => Isa::Scalar,
+            Ok(v) if v.eq_ignore_ascii_case("scalar") => Isa::SCALAR,
             _ => Isa::detect(),
         }
     }
 
     /// Its name, as `css-rs --version` and the benchmarks print it.
     pub fn name(self) -> &'static str {
-        match self {
-            Isa::Scalar => "scalar",
+        match self.0 {
+            Form::Scalar => "scalar",
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => "avx2",
+            Form::Avx2 => "avx2",
         }
     }
 
     /// `Re<w, x>`: the sum over w's entries, in slot order, of `w.re*x.re + w.im*x.im`.
     #[inline]
     pub fn dot(self, w: &WordBuf, x: &SparseAcc) -> f32 {
-        match self {
-            // SAFETY: `Avx2` is only constructed by `detect` when the CPU has AVX2.
+        match self.0 {
+            // SAFETY: `Form::Avx2` is only constructed by `detect`, when the CPU has AVX2.
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 if w.len > GATHER_FROM => unsafe { avx2::dot(w, x) },
+            Form::Avx2 if w.len > GATHER_FROM => unsafe { avx2::dot(w, x) },
             _ => dot_scalar(w, x),
         }
     }
@@ -268,10 +275,10 @@ impl Isa {
         limit2: f32,
         out: &mut Step,
     ) -> bool {
-        match self {
+        match self.0 {
             // SAFETY: as in `dot`.
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 if w.len > GATHER_FROM => unsafe {
+            Form::Avx2 if w.len > GATHER_FROM => unsafe {
                 avx2::step(w, x, scale, floor2, limit2, out)
             },
             _ => step_scalar(w, x, scale, floor2, limit2, out),
@@ -289,11 +296,11 @@ impl Isa {
         own: &Members,
         out: &mut Vec<Cand>,
     ) {
-        match self {
-            Isa::Scalar => new_candidates_scalar(x, x.touched(), scale, bar, own, out),
+        match self.0 {
+            Form::Scalar => new_candidates_scalar(x, x.touched(), scale, bar, own, out),
             // SAFETY: as in `dot`.
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => unsafe { avx2::new_candidates(x, scale, bar, own, out) },
+            Form::Avx2 => unsafe { avx2::new_candidates(x, scale, bar, own, out) },
         }
     }
 }
@@ -529,7 +536,7 @@ mod tests {
     /// GATHER_FROM entries to the scalar form).
     fn simd_dot(w: &WordBuf, x: &SparseAcc) -> f32 {
         #[cfg(target_arch = "x86_64")]
-        if Isa::detect() == Isa::Avx2 {
+        if Isa::detect().0 != Form::Scalar {
             // SAFETY: the CPU has AVX2.
             return unsafe { avx2::dot(w, x) };
         }
@@ -538,7 +545,7 @@ mod tests {
 
     fn simd_step(w: &WordBuf, x: &SparseAcc, scale: f32, lo: f32, hi: f32, out: &mut Step) -> bool {
         #[cfg(target_arch = "x86_64")]
-        if Isa::detect() == Isa::Avx2 {
+        if Isa::detect().0 != Form::Scalar {
             // SAFETY: the CPU has AVX2.
             return unsafe { avx2::step(w, x, scale, lo, hi, out) };
         }

@@ -719,7 +719,7 @@ impl Trainer {
 
     /// Runs the plain-Rust kernels whatever the CPU has (tests hold the forms to each other).
     pub fn use_scalar_kernels(&mut self) {
-        self.isa = Isa::Scalar;
+        self.isa = Isa::SCALAR;
     }
 
     pub fn params(&self) -> &TrainParams {
