@@ -23,8 +23,8 @@ pub const FREQ_SPACE: usize = 1 << 16;
 /// fixed array: adding takes no branch (first touches are data-dependent, so a branch on them
 /// is mispredicted often).
 pub struct SparseAcc {
-    pub re: Box<[f32; FREQ_SPACE]>,
-    pub im: Box<[f32; FREQ_SPACE]>,
+    re: Box<[f32; FREQ_SPACE]>,
+    im: Box<[f32; FREQ_SPACE]>,
     stamp: Box<[u32; FREQ_SPACE]>,
     generation: u32,
     listed: Box<[u16; FREQ_SPACE]>,
@@ -102,9 +102,10 @@ impl SparseAcc {
     }
 }
 
-/// `add` for every entry of `w` scaled by `s`; returns the new list length. The arrays come
-/// in as separate arguments so the compiler knows they do not alias and keeps the length and
-/// the array addresses in registers across the stores.
+/// Adds every entry of `w`, scaled by `s`, listing the frequencies touched for the first time;
+/// returns the new list length. The arrays come in as separate arguments so the compiler knows
+/// they do not alias and keeps the length and the array addresses in registers across the
+/// stores.
 #[allow(clippy::too_many_arguments)]
 #[inline]
 fn accumulate(
@@ -173,10 +174,11 @@ pub struct Members {
 }
 
 impl Default for Members {
+    /// The empty set.
     fn default() -> Self {
         Members {
             stamp: zeroed(0),
-            generation: 0,
+            generation: 1,
         }
     }
 }
@@ -207,7 +209,7 @@ impl Members {
 /// read accumulator values written a moment before, and measured on gcide the gathers were
 /// ~5% slower than the scalar loop at K = 8 and ~9% faster at K = 16. (The new candidates
 /// of an exploration step scan the whole touched list, ~40 entries, and always gather.)
-pub const GATHER_FROM: usize = 8;
+pub const GATHER_ABOVE: usize = 8;
 
 /// Which form of the kernels this CPU runs. The form is private: an `Isa` that says AVX2
 /// exists only where `detect` found it, so calling the kernels is safe from any code.
@@ -258,7 +260,7 @@ impl Isa {
         match self.0 {
             // SAFETY: `Form::Avx2` is only constructed by `detect`, when the CPU has AVX2.
             #[cfg(target_arch = "x86_64")]
-            Form::Avx2 if w.len > GATHER_FROM => unsafe { avx2::dot(w, x) },
+            Form::Avx2 if w.len > GATHER_ABOVE => unsafe { avx2::dot(w, x) },
             _ => dot_scalar(w, x),
         }
     }
@@ -278,7 +280,7 @@ impl Isa {
         match self.0 {
             // SAFETY: as in `dot`.
             #[cfg(target_arch = "x86_64")]
-            Form::Avx2 if w.len > GATHER_FROM => unsafe {
+            Form::Avx2 if w.len > GATHER_ABOVE => unsafe {
                 avx2::step(w, x, scale, floor2, limit2, out)
             },
             _ => step_scalar(w, x, scale, floor2, limit2, out),
@@ -533,7 +535,7 @@ mod tests {
     }
 
     /// The SIMD forms called directly, for every length (the dispatch sends words of up to
-    /// GATHER_FROM entries to the scalar form).
+    /// GATHER_ABOVE entries to the scalar form).
     fn simd_dot(w: &WordBuf, x: &SparseAcc) -> f32 {
         #[cfg(target_arch = "x86_64")]
         if Isa::detect().0 != Form::Scalar {
