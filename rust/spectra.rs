@@ -579,7 +579,10 @@ mod tests {
         for k in [1, 4, 8, 13, 16, 64] {
             let s = SharedSpectra::empty(100, k);
             assert_eq!(s.stride % WORDS_PER_LINE, 0, "K = {k}");
-            assert!(s.stride > s.freq_words + k, "the record and its counter fit");
+            assert!(
+                s.stride > s.freq_words + k,
+                "the record and its counter fit"
+            );
             for w in [0, 1, 2, 57, 99] {
                 let start = &s.data[s.base(w)] as *const AtomicU64 as usize;
                 assert_eq!(start % 64, 0, "K = {k}, word {w}");

@@ -659,7 +659,14 @@ impl Trainer {
         let results: Vec<_> = self.pool.install(|| {
             workers
                 .par_iter_mut()
-                .map(|w| run_worker(&shared, corpus, w, deadline))
+                .map(|w| {
+                    // Each worker works on a copy of its cursor on its own stack: the cursors
+                    // sit side by side, and the RNG in them moves at every draw.
+                    let mut own = *w;
+                    let result = run_worker(&shared, corpus, &mut own, deadline);
+                    *w = own;
+                    result
+                })
                 .collect()
         });
         let mut total = Tally::default();
