@@ -116,6 +116,21 @@ fn nonempty_lanes(packed: u64) -> u64 {
     ((flags >> 15).wrapping_mul(GATHER) >> 48) & 0xF
 }
 
+/// Bit j set when slot j of a record with these frequency words is not EMPTY.
+#[inline]
+fn nonempty_slots(freq_words: &[u64]) -> u64 {
+    freq_words
+        .iter()
+        .enumerate()
+        .fold(0, |m, (q, &packed)| m | nonempty_lanes(packed) << (4 * q))
+}
+
+/// Whether the non-empty slots are exactly the first ones (what `store_entries` writes).
+#[inline]
+fn is_compact(nonempty: u64) -> bool {
+    nonempty & nonempty.wrapping_add(1) == 0
+}
+
 /// Moves the non-empty slots of a buffer loaded slot for slot (holes included) to the front.
 #[cold]
 fn compact(buf: &mut WordBuf, k: usize) {
@@ -279,11 +294,9 @@ impl SharedSpectra {
     #[inline]
     pub fn load(&self, w: usize, buf: &mut WordBuf) {
         let (freqs, values, _) = self.record(w);
-        let mut nonempty = 0u64;
         for (q, (packed, copy)) in freqs.iter().zip(&mut buf.packed).enumerate() {
             let packed = packed.load(Relaxed);
             *copy = packed;
-            nonempty |= nonempty_lanes(packed) << (4 * q);
             for (i, f) in buf.freq[4 * q..4 * q + 4].iter_mut().enumerate() {
                 *f = (packed >> (16 * i)) as u16;
             }
@@ -291,9 +304,10 @@ impl SharedSpectra {
         for ((value, re), im) in values.iter().zip(&mut buf.re).zip(&mut buf.im) {
             (*re, *im) = unpack_complex(value.load(Relaxed));
         }
+        let nonempty = nonempty_slots(&buf.packed[..freqs.len()]);
         // Compact: the non-empty slots are exactly the first `len`.
         buf.len = (!nonempty).trailing_zeros() as usize;
-        if nonempty & nonempty.wrapping_add(1) != 0 {
+        if !is_compact(nonempty) {
             compact(buf, self.k);
         }
     }
@@ -349,10 +363,8 @@ impl SharedSpectra {
             .iter()
             .zip(&loaded.packed)
             .all(|(now, &then)| now.load(Relaxed) == then);
-        // A compact support (entries first, then empty slots: what store_entries writes) maps
-        // entry j to slot j.
-        let compact = loaded.len == self.k
-            || (0..loaded.len).all(|j| (loaded.packed[j / 4] >> (16 * (j % 4))) as u16 != EMPTY);
+        // A compact support (entries first, then empty slots) maps entry j to slot j.
+        let compact = is_compact(nonempty_slots(&loaded.packed[..freqs.len()]));
         if !(unchanged && compact) {
             return false;
         }

@@ -1289,12 +1289,7 @@ fn explore_step(
         let inside = sh
             .isa
             .step(current, x, scale, floor2, AMP_LIMIT * AMP_LIMIT, step);
-        cands.extend((0..n).map(|j| Cand {
-            f: current.freq[j],
-            re: step.re[j],
-            im: step.im[j],
-            mag2: step.mag2[j],
-        }));
+        cands.extend(step_candidates(current, step));
         inside
     };
     let own = cands.len();
@@ -1313,18 +1308,7 @@ fn explore_step(
         bar = bar.max(smallest);
     }
     sh.isa.new_candidates(x, scale, bar, members, cands);
-    if own_inside
-        && cands.len() == own
-        && only_clamps(p, lr)
-        && sh.spectra.store_values(
-            word as usize,
-            current,
-            step.re[..n]
-                .iter()
-                .zip(&step.im[..n])
-                .map(|(&re, &im)| (re, im)),
-        )
-    {
+    if own_inside && cands.len() == own && store_step_values(sh, word, current, step, lr) {
         return;
     }
     // Projection onto K-sparse spectra: keep the K largest magnitudes.
@@ -1394,9 +1378,33 @@ fn refine(
     let inside = sh
         .isa
         .step(current, x, scale, floor2, AMP_LIMIT * AMP_LIMIT, step);
+    if inside && store_step_values(sh, word, current, step, lr) {
+        return;
+    }
+    let slots = &mut slots[..current.len.min(MAX_K)];
+    for (slot, cand) in slots.iter_mut().zip(step_candidates(current, step)) {
+        *slot = cand;
+    }
+    shrink(p, lr, slots);
+    store_kept(sh, word, slots, floor2);
+}
+
+/// The step's new values on the word's own entries, as candidates.
+fn step_candidates<'a>(current: &'a WordBuf, step: &'a Step) -> impl Iterator<Item = Cand> + 'a {
+    (0..current.len.min(MAX_K)).map(|j| Cand {
+        f: current.freq[j],
+        re: step.re[j],
+        im: step.im[j],
+        mag2: step.mag2[j],
+    })
+}
+
+/// The common step's store: when only the numeric clamp applies (the defaults) and the word's
+/// record is still as `current` was loaded, only the step's values are written. False when
+/// the step must go through `shrink` and `store_kept`.
+fn store_step_values(sh: &Shared<'_>, word: u32, current: &WordBuf, step: &Step, lr: f32) -> bool {
     let n = current.len.min(MAX_K);
-    if inside
-        && only_clamps(p, lr)
+    only_clamps(sh.params, lr)
         && sh.spectra.store_values(
             word as usize,
             current,
@@ -1405,20 +1413,6 @@ fn refine(
                 .zip(&step.im[..n])
                 .map(|(&re, &im)| (re, im)),
         )
-    {
-        return;
-    }
-    let slots = &mut slots[..n];
-    for (j, c) in slots.iter_mut().enumerate() {
-        *c = Cand {
-            f: current.freq[j],
-            re: step.re[j],
-            im: step.im[j],
-            mag2: step.mag2[j],
-        };
-    }
-    shrink(p, lr, slots);
-    store_kept(sh, word, slots, floor2);
 }
 
 /// True when neither L1 nor a norm applies (the defaults): an update only needs the clamp.
