@@ -639,8 +639,8 @@ impl PySpectra {
 /// "scalar" (also when the environment sets CSS_RS_KERNELS=scalar). Both train the same
 /// spectra bit for bit.
 #[pyfunction]
-fn kernels() -> &'static str {
-    crate::kernels::Isa::from_env().name()
+fn kernels() -> PyResult<&'static str> {
+    Ok(crate::kernels::Isa::from_env().map_err(to_py_err)?.name())
 }
 
 #[pymodule]

@@ -10,6 +10,7 @@
 //! So a model does not depend on which machine trained it, and a test can hold the two forms
 //! to each other.
 
+use crate::error::{CssError, Result};
 use crate::spectra::{WordBuf, MAX_K};
 
 /// Size of the frequency axis of a dense accumulator: every `u16` is a valid index, so no
@@ -236,12 +237,19 @@ impl Isa {
         Isa::SCALAR
     }
 
-    /// `detect`, unless the environment variable `CSS_RS_KERNELS` is `scalar` (for comparing
-    /// the two forms, or ruling the SIMD one out when chasing a problem).
-    pub fn from_env() -> Isa {
+    /// What the environment variable `CSS_RS_KERNELS` asks for: `auto` (or unset, or empty)
+    /// is `detect`, `scalar` rules the SIMD form out (for comparing the two, or when chasing a
+    /// problem); anything else is an error that names the variable.
+    pub fn from_env() -> Result<Isa> {
         match std::env::var("CSS_RS_KERNELS") {
-            Ok(v) if v.eq_ignore_ascii_case("scalar") => Isa::SCALAR,
-            _ => Isa::detect(),
+            Err(_) => Ok(Isa::detect()),
+            Ok(v) if v.is_empty() || v.eq_ignore_ascii_case("auto") => Ok(Isa::detect()),
+            Ok(v) if v.eq_ignore_ascii_case("scalar") => Ok(Isa::SCALAR),
+            Ok(v) => Err(CssError::invalid(
+                "CSS_RS_KERNELS",
+                format!("{v:?}"),
+                "must be \"auto\" or \"scalar\"",
+            )),
         }
     }
 

@@ -559,7 +559,7 @@ impl Trainer {
             done: false,
             pool: build_pool(threads)?,
             last_rate: 0.0,
-            isa: Isa::from_env(),
+            isa: Isa::from_env()?,
             params,
         })
     }

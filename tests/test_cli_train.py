@@ -307,6 +307,21 @@ def test_damaged_model_file_is_reported_and_left_in_place(tmp_path: Path) -> Non
     assert len(css_rs.load(tmp_path / MODEL)) > 0
 
 
+def test_kernels_variable_is_honoured_and_a_bad_value_refused(
+    tmp_path: Path, reference: dict[str, Any]
+) -> None:
+    scalar = train(tmp_path, env=clean_env(CSS_RS_KERNELS="scalar"))
+    assert scalar.returncode == 0, scalar.stderr
+    assert spectra(tmp_path / MODEL) == reference  # same model whatever the kernels
+    saved = (tmp_path / MODEL).read_bytes()
+    bad = train(tmp_path, "--fresh", env=clean_env(CSS_RS_KERNELS="avx9"))
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines() == [
+        'error: CSS_RS_KERNELS = "avx9" is invalid: must be "auto" or "scalar"'
+    ]
+    assert (tmp_path / MODEL).read_bytes() == saved
+
+
 def test_changed_settings_refuse_to_resume_unless_forced(tmp_path: Path) -> None:
     store = interrupted_run(tmp_path, "batch:5")
     before = store.manifest_path.read_bytes()

@@ -275,8 +275,9 @@ def unknown_key_message(key: str, known: set[str] | list[str]) -> str:
 # --- layered settings: defaults < TOML file < CSS_RS_* environment < command-line flags ------
 
 ENV_PREFIX = "CSS_RS_"
-# CSS_RS_* variables that are not settings: the config file's path, and hooks of the test suite.
-RESERVED_ENV = frozenset({"CSS_RS_CONFIG", "CSS_RS_DEBUG"})
+# CSS_RS_* variables that are not settings: the config file's path, the training kernels'
+# override (read by the Rust core), and hooks of the test suite.
+RESERVED_ENV = frozenset({"CSS_RS_CONFIG", "CSS_RS_DEBUG", "CSS_RS_KERNELS"})
 RESERVED_ENV_PREFIXES = ("CSS_RS_TEST_",)
 
 # Settings that may differ between a checkpoint and the run resuming it: they change where files
