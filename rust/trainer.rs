@@ -1316,7 +1316,8 @@ fn explore_step(
         cands.select_nth_unstable_by(k - 1, |a, b| b.mag2.total_cmp(&a.mag2));
         cands.truncate(k);
     }
-    shrink_and_store(sh, word, lr, true, cands);
+    shrink(p, lr, cands);
+    store_kept(sh, word, cands, floor2);
 }
 
 /// The own candidates of a word whose record a torn concurrent write left with a frequency
@@ -1347,14 +1348,6 @@ fn own_candidates_merging_duplicates(
     for c in cands.iter_mut() {
         c.mag2 = c.re * c.re + c.im * c.im;
     }
-}
-
-/// Proximal L1, normalisation, numeric clamp and pruning of the kept candidates, then store.
-/// Works on squared magnitudes; square roots only where L1 or a norm needs them.
-fn shrink_and_store(sh: &Shared<'_>, word: u32, lr: f32, explore: bool, cands: &mut [Cand]) {
-    shrink(sh.params, lr, cands);
-    let floor2 = prune_floor2(sh, word, explore);
-    store_kept(sh, word, cands, floor2);
 }
 
 /// A refinement step: the support is frozen, so the candidates are the word's own entries.
