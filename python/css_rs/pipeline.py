@@ -46,7 +46,7 @@ from css_rs.config import ResolvedConfig, TrainConfig, config_differences
 from css_rs.errors import CssRsError, InputError
 from css_rs.persistence import atomic_write_json, backup_existing, metadata_path, utc_timestamp
 from css_rs.progress import Reporter, format_count, format_rate, format_seconds
-from css_rs.training import EMPTY_WORDS_WARNING_SHARE
+from css_rs.training import collapse_warnings
 
 PHASE_STREAMING = "streaming"
 PHASE_TRAINING = "training"
@@ -691,14 +691,8 @@ class TrainingRun:
     def _warn_if_collapsed(self) -> None:
         """ALGORITHM.md: training must never collapse silently."""
         epochs = self.train_stats.epoch_stats
-        if not epochs or "empty_words" not in epochs[-1] or len(self.vocab) == 0:
-            return
-        share = int(epochs[-1]["empty_words"]) / len(self.vocab)
-        if share > EMPTY_WORDS_WARNING_SHARE:
-            self.out.line(
-                f"warning: {share:.0%} of the vocabulary lost every active frequency; lower "
-                "sparsity_penalty or the prune thresholds, or raise learning_rate"
-            )
+        for message in collapse_warnings(epochs, len(self.vocab), self.config.frequency_dim):
+            self.out.line(f"warning: {message}")
 
     def _record_epochs(self) -> None:
         """Merges the engine's per-epoch figures into ours (a resumed engine may only know the
@@ -716,6 +710,12 @@ class TrainingRun:
             self.out.line(
                 f"  Epoch {e['epoch']}/{self.config.epochs}: loss {float(e['loss']):.6f}, "
                 f"avg active {float(e['avg_active']):.2f} frequencies"
+                + (
+                    f", effective number {float(e['effective_frequencies']):.1f}"
+                    f"/{self.config.frequency_dim}"
+                    if e.get("effective_frequencies")
+                    else ""
+                )
                 + (
                     f", {format_rate(e['tokens'] / e['seconds'])} tokens/s"
                     if e.get("seconds")
