@@ -827,8 +827,22 @@ def plot_overview(model: CSSModel, out: str | os.PathLike[str]) -> Path:
         fontsize=10,
     )
     usage = model.frequency_usage()
+    spread = model.usage_stats()
     bottom.bar(np.arange(len(usage)), usage, width=1.0, color="tab:orange")
+    # Log scale: a collapsed model has a few frequencies used by every word and the rest by a
+    # handful, which a linear axis shows as a few bars and nothing else.
+    bottom.set_yscale("log")
+    bottom.axhline(
+        0.15 * len(model), color="tab:red", linewidth=0.8, linestyle="--", label="15% of the words"
+    )
+    bottom.legend(loc="upper right", fontsize=8)
     bottom.set_xlim(-0.5, model.frequency_dim - 0.5)
     bottom.set_xlabel("frequency")
-    bottom.set_ylabel("words using it")
+    bottom.set_ylabel("words using it (log)")
+    bottom.set_title(
+        f"{spread.in_use} frequencies in use, effective number {spread.effective:.1f}, "
+        f"largest share {spread.largest_share:.0%}",
+        loc="left",
+        fontsize=10,
+    )
     return _save_figure(fig, out)

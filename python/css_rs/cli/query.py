@@ -299,7 +299,10 @@ def _print_senses(report: analysis.SenseReport, rank: str, peak_ratio: float) ->
         )
     print_table(("freq", "amplitude", "phase", "sense", "neighbours"), rows)
     if report.senses:
-        typer.echo(f"Senses (groups among the {report.neighbourhood} nearest words):")
+        typer.echo(
+            f"Senses (groups among the {report.neighbourhood} nearest words and the peaks' "
+            "neighbours):"
+        )
         for i, s in enumerate(report.senses, start=1):
             carried = ", ".join(map(str, s.frequencies)) or "no single peak"
             typer.echo(
