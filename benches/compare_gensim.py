@@ -69,20 +69,14 @@ PREVIOUS_DEFAULTS = {**PLAIN_TOP_K, "max_frequencies": 8, "learning_rate": 0.3}
 K8_BALANCED = {"max_frequencies": 8, "learning_rate": 0.3}
 
 STUDY: dict[str, dict[str, Any]] = {
-    "plain top-K selection, no score bias (K=16)": PLAIN_TOP_K,
-    "plain top-K selection, score_bias 2": {"balance_gamma": 0.0},
-    "balance_gamma 0.5": {"balance_gamma": 0.5},
+    "plain top-K selection, no score bias": PLAIN_TOP_K,
+    "plain top-K selection (score_bias 2)": {"balance_gamma": 0.0},
     "balance_gamma 2": {"balance_gamma": 2.0},
     "balance_gamma 4": {"balance_gamma": 4.0},
     "score_bias 0": {"score_bias": 0.0},
-    "score_bias 1": {"score_bias": 1.0},
     "score_bias 4": {"score_bias": 4.0},
-    "K=8, lr 0.3 (balanced)": K8_BALANCED,
     "K=8, lr 0.3, balance_gamma 4": {**K8_BALANCED, "balance_gamma": 4.0},
-    "K=8, lr 0.5 (balanced)": {**K8_BALANCED, "learning_rate": 0.5},
     "K=32, lr 0.15": {"max_frequencies": 32, "learning_rate": 0.15},
-    "exploration_fraction 0.4": {"exploration_fraction": 0.4},
-    "learning_rate 0.3": {"learning_rate": 0.3},
     "sample 1e-3 (ALGORITHM.md's and word2vec's)": {"sample": 1e-3},
     "no context updates": {"update_context": False},
     "no phases": {"use_phases": False},
