@@ -656,11 +656,19 @@ fn kernels() -> PyResult<&'static str> {
     Ok(crate::kernels::Isa::from_env().map_err(to_py_err)?.name())
 }
 
+/// The engine's default settings as JSON (`TrainParams::default()`): Python's `TrainConfig`
+/// declares the same defaults, and a test holds the two equal.
+#[pyfunction]
+fn engine_defaults() -> String {
+    serde_json::to_string(&TrainParams::default()).expect("settings serialise")
+}
+
 #[pymodule]
 #[pyo3(name = "_core")]
 fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_function(wrap_pyfunction!(kernels, m)?)?;
+    m.add_function(wrap_pyfunction!(engine_defaults, m)?)?;
     m.add_class::<PyTokenizer>()?;
     m.add_class::<PyVocabulary>()?;
     m.add_class::<PyTrainer>()?;

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -278,3 +279,16 @@ def test_unknown_key_in_config_file_exits_2(tmp_path: Path) -> None:
     assert done.stderr.strip() == (
         "error: c.toml: unknown setting 'min_word_frequency'; did you mean 'min_word_freq'?"
     )
+
+
+def test_engine_and_config_declare_the_same_defaults() -> None:
+    """TrainConfig and the Rust engine's TrainParams each declare the training defaults (the
+    engine must be safe to drive from Rust alone); they must agree, setting by setting."""
+    from css_rs._core import engine_defaults
+
+    engine = json.loads(engine_defaults())
+    ours = TrainConfig().engine_settings()
+    assert set(engine) == set(ours)
+    for name, value in ours.items():
+        expected = pytest.approx(value) if isinstance(value, float) else value
+        assert engine[name] == expected, name

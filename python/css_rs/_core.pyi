@@ -9,6 +9,7 @@ import numpy.typing as npt
 __version__: str
 
 def kernels() -> str: ...
+def engine_defaults() -> str: ...
 
 class Tokenizer:
     """Lowercases, then splits into maximal runs of letters, digits (any script) and ``_``."""
