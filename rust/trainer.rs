@@ -1013,6 +1013,17 @@ impl Balance {
         }
     }
 
+    /// Drops the candidates after the first `own` whose key is at most `bar`.
+    fn drop_weaker_newcomers(&self, cands: &mut Vec<Cand>, own: usize, bar: f32) {
+        let mut n = own;
+        for i in own..cands.len() {
+            let c = cands[i];
+            cands[n] = c;
+            n += (c.mag2 * self.weight(c.f) > bar) as usize;
+        }
+        cands.truncate(n);
+    }
+
     /// Keeps the `k` candidates of largest weighted squared magnitude.
     fn select(&mut self, cands: &mut Vec<Cand>, k: usize) {
         self.ranked.clear();
@@ -1481,6 +1492,11 @@ fn explore_step(
         bar = bar.max(smallest);
     }
     sh.isa.new_candidates(x, scale, bar, members, cands);
+    if !sh.balance.is_empty() && own >= k {
+        // The kernel barred new entries by magnitude; by key, most of those on crowded
+        // frequencies cannot beat the smallest own key either: drop them before selecting.
+        balance.drop_weaker_newcomers(cands, own, bar);
+    }
     if own_inside && cands.len() == own && store_step_values(sh, word, current, step, lr) {
         return;
     }
