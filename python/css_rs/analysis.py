@@ -45,7 +45,12 @@ import orjson
 
 from css_rs.errors import CssRsError, InputError
 from css_rs.model import DEFAULT_PEAK_RATIO, Peak, Polysemy
-from css_rs.persistence import EMPTY_FREQUENCY, atomic_writer, metadata_path
+from css_rs.persistence import (
+    EMPTY_FREQUENCY,
+    atomic_writer,
+    check_output_path,
+    metadata_path,
+)
 
 if TYPE_CHECKING:
     from css_rs.model import CSSModel
@@ -677,9 +682,12 @@ def export(
         raise InputError(
             f"unknown export format {fmt!r}; choose one of {', '.join(EXPORT_FORMATS)}"
         )
+    if fmt == "npz" and real:
+        raise InputError("--real does not apply to npz: it stores amplitudes and phases")
+    outputs = [Path(out), vocab_path_for(out)] if fmt == "npy" else [Path(out)]
+    for path in outputs:  # before writing either file of a pair
+        check_output_path(path)
     if fmt == "npz":
-        if real:
-            raise InputError("--real does not apply to npz: it stores amplitudes and phases")
         return [write_npz(model, out)]
     if fmt == "npy":
         return write_npy(model, out, real=real)

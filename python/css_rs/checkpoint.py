@@ -39,7 +39,7 @@ from typing import IO, Any, Optional
 import orjson
 
 from css_rs.errors import InputError
-from css_rs.persistence import atomic_write_bytes, utc_timestamp
+from css_rs.persistence import atomic_write_bytes, check_output_path, utc_timestamp
 
 MANIFEST_FORMAT = "css-rs-checkpoint"
 MANIFEST_VERSION = 1
@@ -403,6 +403,7 @@ def exclusive_run(manifest_path: Path) -> Iterator[None]:
         yield
         return
     lock_path = manifest_path.with_name(f".{manifest_path.name}.lock")
+    check_output_path(lock_path)  # a FIFO there would make the open below wait forever
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with open(lock_path, "a+") as fh:
         try:

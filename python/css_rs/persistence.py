@@ -11,6 +11,7 @@ import contextlib
 import datetime as _dt
 import itertools
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,12 +26,49 @@ from css_rs.errors import InputError
 BACKUP_INFIX = ".backup."
 
 
+_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def check_output_path(path: str | os.PathLike[str]) -> Path:
+    """Refuses an output path whose existing target is not a regular file.
+
+    Saving renames a new file onto the target, which would replace a device, a FIFO or a
+    folder (``/dev/null`` once became a regular file that way). A target that does not exist
+    yet, a regular file, or a symbolic link to a regular file is fine. Raises InputError
+    (exit code 2) naming the path and what is there; nothing is touched.
+    """
+    target = Path(path)
+    try:
+        st = os.stat(target)  # follows symbolic links: what is at the end is what matters
+    except FileNotFoundError:
+        return target  # nothing there yet (or a dangling link, which a rename replaces)
+    except OSError:
+        return target  # no such folder, no permission: the write reports it in its own words
+    if stat.S_ISREG(st.st_mode):
+        return target
+    kind = next((name for test, name in _KINDS if test(st.st_mode)), "not a regular file")
+    link = f" (a symbolic link to {os.path.realpath(target)})" if target.is_symlink() else ""
+    raise InputError(
+        f"{target}{link} is {kind}, not a regular file: css-rs only replaces regular files; "
+        "choose another output path"
+    )
+
+
 @contextlib.contextmanager
 def atomic_writer(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
     """A binary file that appears at ``path`` only once fully written and synced (temporary
     file in the same folder, fsync, rename, fsync of the folder), so that readers see the old
-    file or the new one, never a mix. Large outputs can be streamed into it."""
-    target = Path(path)
+    file or the new one, never a mix. Large outputs can be streamed into it.
+
+    An existing ``path`` that is not a regular file (a device, a FIFO, a folder, a link to one
+    of them) is refused before anything is written (``check_output_path``)."""
+    target = check_output_path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
@@ -38,6 +76,7 @@ def atomic_writer(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
+        check_output_path(target)  # again: something may have been put there meanwhile
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -44,7 +44,13 @@ from css_rs.checkpoint import (
 )
 from css_rs.config import ResolvedConfig, TrainConfig, config_differences
 from css_rs.errors import CssRsError, InputError
-from css_rs.persistence import atomic_write_json, backup_existing, metadata_path, utc_timestamp
+from css_rs.persistence import (
+    atomic_write_json,
+    backup_existing,
+    check_output_path,
+    metadata_path,
+    utc_timestamp,
+)
 from css_rs.progress import Reporter, format_count, format_rate, format_seconds
 from css_rs.training import EMPTY_WORDS_WARNING_SHARE
 
@@ -292,8 +298,17 @@ class TrainingRun:
     # -- entry point ----------------------------------------------------------------------
 
     def run(self) -> RunResult:
+        self._check_output_paths()
         with exclusive_run(self.store.manifest_path):
             return self._run()
+
+    def _check_output_paths(self) -> None:
+        """Refuses, before any work, outputs that saving would replace although they are not
+        regular files (a device, a FIFO, a folder): the model, its metadata, the checkpoint
+        manifest. Nothing is created beside them."""
+        model_path = Path(self.config.model_path)
+        for path in (model_path, metadata_path(model_path), self.store.manifest_path):
+            check_output_path(path)
 
     def _run(self) -> RunResult:
         self._announce()
@@ -911,6 +926,7 @@ def save_model_atomically(model: Any, path: Path) -> None:
         model.save(str(tmp))
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
+        check_output_path(path)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
