@@ -40,6 +40,7 @@ import orjson
 
 from css_rs.errors import InputError
 from css_rs.persistence import atomic_write_bytes, check_output_path, utc_timestamp
+from css_rs.redaction import redact_object
 
 MANIFEST_FORMAT = "css-rs-checkpoint"
 MANIFEST_VERSION = 1
@@ -277,7 +278,7 @@ class CheckpointStore:
 
         checkpoint.timestamp = utc_timestamp()
         checkpoint.css_rs_version = __version__
-        body = checkpoint.body()
+        body = redact_object(checkpoint.body())  # positions and errors may quote a server
         doc = {"sha256": _body_checksum(body), **body}
         atomic_write_bytes(self.manifest_path, orjson.dumps(doc, option=orjson.OPT_INDENT_2))
         self._remove_other_generations(checkpoint)

@@ -22,6 +22,7 @@ import numpy as np
 import orjson
 
 from css_rs.errors import InputError
+from css_rs.redaction import redact_object
 
 BACKUP_INFIX = ".backup."
 
@@ -107,7 +108,7 @@ def _fsync_dir(folder: Path) -> None:
 
 def atomic_write_json(path: str | os.PathLike[str], obj: Any, *, indent: bool = False) -> None:
     option = orjson.OPT_SERIALIZE_NUMPY | (orjson.OPT_INDENT_2 if indent else 0)
-    atomic_write_bytes(path, orjson.dumps(obj, option=option))
+    atomic_write_bytes(path, orjson.dumps(redact_object(obj), option=option))
 
 
 def utc_timestamp() -> str:
@@ -209,7 +210,7 @@ def encode_model(
         "css_rs_version": version,
         "version": MODEL_FORMAT_VERSION,
         "timestamp": utc_timestamp(),
-        "config": parts.config,
+        "config": redact_object(parts.config),
         "vocabSize": v,
         "vocab": {word: i for i, word in enumerate(parts.words)},
         "wordFreq": dict(zip(parts.words, parts.counts)),
@@ -218,7 +219,7 @@ def encode_model(
             "totalWords": v,
             "avgSparsity": float(active.mean()) if v else 0.0,
             "totalFrequencies": parts.frequency_dim,
-            **(extra_stats or {}),
+            **redact_object(extra_stats or {}),
         },
     }
     return orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)

@@ -25,6 +25,8 @@ from rich.progress import (
 )
 from rich.table import Column
 
+from css_rs.redaction import redact
+
 WIDTH = 70
 
 
@@ -83,7 +85,7 @@ class Reporter:
     # -- plain output --------------------------------------------------------------------
 
     def line(self, text: str = "") -> None:
-        self.console.print(text, markup=False)
+        self.console.print(redact(text), markup=False)
 
     def ok(self, text: str) -> None:
         self.line(f"{self.ok_mark} {text}")

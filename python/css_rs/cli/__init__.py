@@ -6,14 +6,17 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import threading
+import traceback
 from collections.abc import Iterator
-from typing import NoReturn, Optional
+from typing import Any, NoReturn, Optional
 
 import typer
 
 from css_rs import __version__
 from css_rs._core import kernels
 from css_rs.errors import CssRsError, InputError
+from css_rs.redaction import redact
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -55,8 +58,21 @@ def _root(
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
-    """Prints a one-line error to stderr and exits with ``code``."""
-    typer.echo(f"error: {message}", err=True)
+    """Prints a one-line error to stderr (secrets cut out) and exits with ``code``."""
+    typer.echo(f"error: {redact(message)}", err=True)
+    raise typer.Exit(code)
+
+
+def print_traceback(error: BaseException) -> None:
+    """The traceback of ``error`` on stderr as Python prints it, with secrets cut out."""
+    text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    sys.stderr.write(redact(text))
+    sys.stderr.flush()
+
+
+def _debug_exit(error: BaseException, code: int) -> NoReturn:
+    """``--debug``: the redacted traceback, then the usual exit code."""
+    print_traceback(error)
     raise typer.Exit(code)
 
 
@@ -75,11 +91,11 @@ def handle_errors() -> Iterator[None]:
         raise typer.Exit(EXIT_INTERRUPTED) from None
     except (InputError, ValueError, FileNotFoundError, IsADirectoryError, PermissionError) as e:
         if _state["debug"]:
-            raise
+            _debug_exit(e, EXIT_USAGE)
         fail(_one_line(e), EXIT_USAGE)
     except (CssRsError, OSError) as e:
         if _state["debug"]:
-            raise
+            _debug_exit(e, EXIT_FAILURE)
         fail(_one_line(e), EXIT_FAILURE)
 
 
@@ -99,7 +115,28 @@ def _one_line(e: BaseException) -> str:
     return " ".join(text.split())
 
 
+def _redacting_hooks() -> None:
+    """Tracebacks Python prints by itself (an exception in a thread, one ignored during
+    clean-up) go through ``redact`` too."""
+
+    def thread_hook(args: threading.ExceptHookArgs) -> None:
+        if args.exc_value is not None and not isinstance(args.exc_value, SystemExit):
+            sys.stderr.write(f"Exception in thread {getattr(args.thread, 'name', '?')}:\n")
+            print_traceback(args.exc_value)
+
+    def unraisable_hook(unraisable: Any) -> None:
+        error = unraisable.exc_value
+        sys.stderr.write(redact(f"{unraisable.err_msg or 'Exception ignored'}: "))
+        sys.stderr.write(redact(f"{unraisable.object!r}\n"))
+        if error is not None:
+            print_traceback(error)
+
+    threading.excepthook = thread_hook
+    sys.unraisablehook = unraisable_hook
+
+
 def main() -> None:
+    _redacting_hooks()
     try:
         app()
     except KeyboardInterrupt:
@@ -108,6 +145,9 @@ def main() -> None:
     except BrokenPipeError:
         _silence_stdout()
         sys.exit(EXIT_BROKEN_PIPE)
+    except Exception as e:  # a bug: its traceback, without secrets, and exit code 1
+        print_traceback(e)
+        sys.exit(EXIT_FAILURE)
 
 
 # Commands register themselves on the app when imported (train, config init|show).
