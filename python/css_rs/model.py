@@ -274,6 +274,10 @@ class CSSModel:
     # --- files -----------------------------------------------------------------------------
     def save(self, path: str | os.PathLike[str]) -> None:
         """Writes the model JSON atomically (the old file or the new one, never half)."""
+        atomic_write_bytes(path, self.to_bytes())
+
+    def to_bytes(self) -> bytes:
+        """The model file's contents (JSON), as ``save`` writes them."""
         from css_rs import __version__
 
         freq, amp, phase = self.slot_arrays()
@@ -292,7 +296,7 @@ class CSSModel:
         )
         extra = {k: v for k, v in self.stats.items() if k not in ("epochs",)}
         extra["epochs"] = self.stats.get("epochs", [])
-        atomic_write_bytes(path, encode_model(parts, __version__, extra))
+        return encode_model(parts, __version__, extra)
 
 
 def _unit_dense(freqs: np.ndarray, values: np.ndarray, word_id: int, d: int) -> np.ndarray:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import hashlib
+import io
 import itertools
 import os
 import stat
@@ -16,7 +18,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Optional
 
 import numpy as np
 import orjson
@@ -61,6 +63,87 @@ def check_output_path(path: str | os.PathLike[str]) -> Path:
     )
 
 
+# The one low-level write of every file css-rs saves atomically (tests replace it to make the
+# disk "full" at a chosen moment).
+_os_write = os.write
+
+
+class _RawFile(io.RawIOBase):
+    """An unbuffered writable, seekable file over a descriptor, writing with ``_os_write``."""
+
+    def __init__(self, fd: int) -> None:
+        super().__init__()
+        self._fd = fd
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def write(self, data: Any) -> int:
+        return _os_write(self._fd, data)
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        return os.lseek(self._fd, offset, whence)
+
+    def tell(self) -> int:
+        return os.lseek(self._fd, 0, os.SEEK_CUR)
+
+    def close(self) -> None:
+        if not self.closed:
+            try:
+                os.close(self._fd)
+            finally:
+                super().close()
+
+
+def _naming(target: Path, error: OSError) -> OSError:
+    """``error`` (a full disk, a quota) naming the file being saved, when it names none."""
+    if error.filename is not None or not error.errno:
+        return error
+    return type(error)(error.errno, error.strerror or str(error), str(target))
+
+
+@contextlib.contextmanager
+def staged_file(path: str | os.PathLike[str]) -> Iterator[tuple[IO[bytes], Path]]:
+    """A temporary file beside ``path`` (same folder, so that a rename publishes it) and its
+    path. On leaving, its contents are flushed and synced; publishing it is the caller's (an
+    ``os.replace``), and a temporary file still there after an error is removed. Errors of the
+    disk (ENOSPC, EDQUOT, EIO) name ``path``."""
+    target = check_output_path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with io.BufferedWriter(_RawFile(fd), buffer_size=1 << 20) as fh:
+            yield fh, Path(tmp)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise _naming(target, e) from None
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _publish(tmp: Path, target: Path) -> None:
+    """Renames a staged file onto ``target`` (checked again: something may have been put
+    there meanwhile); removes the staged file if that fails."""
+    try:
+        check_output_path(target)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
 @contextlib.contextmanager
 def atomic_writer(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
     """A binary file that appears at ``path`` only once fully written and synced (temporary
@@ -69,20 +152,10 @@ def atomic_writer(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
 
     An existing ``path`` that is not a regular file (a device, a FIFO, a folder, a link to one
     of them) is refused before anything is written (``check_output_path``)."""
-    target = check_output_path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        check_output_path(target)  # again: something may have been put there meanwhile
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    target = Path(path)
+    with staged_file(target) as (fh, tmp):
+        yield fh
+    _publish(tmp, target)
     _fsync_dir(target.parent)
 
 
@@ -134,24 +207,104 @@ def list_backups(model_path: str | os.PathLike[str]) -> list[Path]:
     )
 
 
-def backup_existing(model_path: str | os.PathLike[str], keep: int) -> Path | None:
-    """Copies the model about to be replaced to a timestamped backup; keeps the newest ``keep``.
+def sha256_of(path: str | os.PathLike[str]) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
-    Returns the new backup's path, or None when there was nothing to back up (or ``keep`` is 0).
-    The copy is made with a hard link when possible (instant, no extra space), else a copy.
+
+def _same_contents(a: Path, b: Path) -> bool:
+    try:
+        if os.path.samefile(a, b):
+            return True
+        return a.stat().st_size == b.stat().st_size and sha256_of(a) == sha256_of(b)
+    except OSError:
+        return False
+
+
+def backup_existing(
+    model_path: str | os.PathLike[str], keep: int, new_sha256: Optional[str] = None
+) -> Path | None:
+    """Keeps the model about to be replaced as a timestamped backup (a hard link when
+    possible: instant, no extra space; else a copy). Prunes nothing: see ``prune_backups``,
+    which must only run once the new model is saved.
+
+    Returns the new backup's path, or None when there is nothing to keep: ``keep`` is 0, no
+    model yet, the model is the one about to be written (``new_sha256``), or the newest backup
+    already holds it (a save that failed after its backup must not make the next save count
+    the same model twice).
     """
     src = Path(model_path)
     if keep <= 0 or not src.is_file():
+        return None
+    if new_sha256 is not None and sha256_of(src) == new_sha256:
+        return None
+    existing = list_backups(src)
+    if existing and _same_contents(existing[-1], src):
         return None
     dst = backup_path(src)
     try:
         os.link(src, dst)
     except OSError:
         atomic_write_bytes(dst, src.read_bytes())
-    for old in list_backups(src)[:-keep]:
+    return dst
+
+
+def prune_backups(model_path: str | os.PathLike[str], keep: int) -> list[Path]:
+    """Removes all but the newest ``keep`` backups (nothing when ``keep`` is 0: backups are
+    then not made, and those of earlier runs are left alone); returns those removed."""
+    if keep <= 0:
+        return []
+    removed = []
+    for old in list_backups(model_path)[:-keep]:
         with contextlib.suppress(OSError):
             old.unlink()
-    return dst
+            removed.append(old)
+    return removed
+
+
+def publish_model(
+    model_path: str | os.PathLike[str],
+    model_bytes: bytes,
+    metadata: Optional[tuple[Path, bytes]] = None,
+    *,
+    keep_backups: int = 0,
+) -> Path | None:
+    """Saves a model file and its metadata as a consistent pair, with backups.
+
+    Both files are written and synced as temporary files first; only then is the previous
+    model backed up, the model renamed into place, then the metadata. A full disk or any other
+    failure before that leaves the model, its metadata and every backup as they were (and the
+    error names the file). Backups beyond ``keep_backups`` are pruned only after the save
+    succeeded. A crash between the two renames leaves a new model beside the old metadata:
+    the metadata records its model's sha256 (``model_sha256``), so ``info`` tells them apart.
+    Returns the backup made, if any.
+    """
+    target = check_output_path(model_path)
+    staged: list[Path] = []
+    try:
+        with staged_file(target) as (fh, tmp):
+            staged.append(tmp)
+            fh.write(model_bytes)
+        if metadata is not None:
+            with staged_file(metadata[0]) as (fh, tmp):
+                staged.append(tmp)
+                fh.write(metadata[1])
+        new_sha = hashlib.sha256(model_bytes).hexdigest()
+        backup = backup_existing(target, keep_backups, new_sha)
+        _publish(staged[0], target)
+        if metadata is not None:
+            _publish(staged[1], metadata[0])
+    except BaseException:
+        for tmp in staged:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+        raise
+    _fsync_dir(target.parent)
+    prune_backups(target, keep_backups)
+    return backup
 
 
 def metadata_path(model_path: str | os.PathLike[str]) -> Path:

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import IO, Any, Callable, Optional, TypeVar
 
 import numpy as np
+import orjson
 
 import css_rs
 from css_rs.checkpoint import (
@@ -45,13 +46,13 @@ from css_rs.checkpoint import (
 from css_rs.config import ResolvedConfig, TrainConfig, config_differences
 from css_rs.errors import CssRsError, InputError
 from css_rs.persistence import (
-    atomic_write_json,
-    backup_existing,
     check_output_path,
     metadata_path,
+    publish_model,
     utc_timestamp,
 )
 from css_rs.progress import Reporter, format_count, format_rate, format_seconds
+from css_rs.redaction import redact_object
 from css_rs.training import EMPTY_WORDS_WARNING_SHARE
 
 PHASE_STREAMING = "streaming"
@@ -745,31 +746,37 @@ class TrainingRun:
         cfg = self.config
         self.out.phase(4, "SAVING MODEL")
         model_path = Path(cfg.model_path)
-        backup = backup_existing(model_path, cfg.keep_backups)
-        if backup is not None:
-            self.out.ok(f"Backup created: {backup}")
-            self.out.line()
-        self.out.line(f"Saving model to {model_path}...")
-        save_model_atomically(model, model_path)
-        size_mb = model_path.stat().st_size / 1e6
-        self.out.ok(f"Model saved ({size_mb:.2f} MB)")
-        self.out.line(f"  Words: {format_count(len(model))}")
-        if self.train_stats.epoch_stats:
-            avg = float(self.train_stats.epoch_stats[-1]["avg_active"])
-            self.out.line(f"  Avg sparsity: {avg:.2f} frequencies/word")
-        self.hooks.reached("saved")
         meta_path = metadata_path(model_path)
+        self.out.line(f"Saving model to {model_path}...")
+        data = model.to_bytes()
         result = RunResult(
             model,
             model_path,
             meta_path,
-            backup,
+            None,
             self.stream,
             self.train_stats,
             len(self.vocab),
             self._elapsed(),
         )
-        atomic_write_json(meta_path, self._metadata(result), indent=True)
+        metadata = self._metadata(result)
+        metadata["model_sha256"] = hashlib.sha256(data).hexdigest()
+        meta_bytes = orjson.dumps(
+            redact_object(metadata), option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY
+        )
+        # Model and metadata are written in full before either replaces anything; the backup
+        # is made then, and old backups are pruned only once both are in place.
+        result.backup = publish_model(
+            model_path, data, (meta_path, meta_bytes), keep_backups=cfg.keep_backups
+        )
+        if result.backup is not None:
+            self.out.ok(f"Backup created: {result.backup}")
+        self.out.ok(f"Model saved ({len(data) / 1e6:.2f} MB)")
+        self.out.line(f"  Words: {format_count(len(model))}")
+        if self.train_stats.epoch_stats:
+            avg = float(self.train_stats.epoch_stats[-1]["avg_active"])
+            self.out.line(f"  Avg sparsity: {avg:.2f} frequencies/word")
+        self.hooks.reached("saved")
         self.out.line()
         self.out.ok(f"Metadata saved: {meta_path}")
         return result
@@ -917,29 +924,6 @@ def _map_read_only(path: Path) -> mmap.mmap:
         return mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
 
 
-def save_model_atomically(model: Any, path: Path) -> None:
-    """``model.save`` to a temporary file beside ``path``, fsync, rename: a full disk or a crash
-    leaves the previous model untouched."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        model.save(str(tmp))
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        check_output_path(path)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    with contextlib.suppress(OSError):
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-
-
 def _train_line(progress: Any) -> str:
     return (
         f"epoch {progress.epoch}/{progress.epochs} · loss {float(progress.loss):.4f} · "
@@ -986,5 +970,4 @@ __all__ = [
     "TestHooks",
     "TrainingRun",
     "deferred_interrupts",
-    "save_model_atomically",
 ]
