@@ -318,6 +318,8 @@ def load(path: str | os.PathLike[str]) -> CSSModel:
     """Loads a css-rs model file, or one written by the original JavaScript tool."""
     p = Path(path)
     if not p.is_file():
+        if p.exists():  # a folder, a FIFO (reading it would wait forever), a device
+            raise InputError(f"{p}: not a regular file, so not a model file")
         raise InputError(f"{p}: no such model file")
     parts = decode_model(p.read_bytes(), str(p))
     vocab = Vocabulary.from_words(parts.words, parts.counts)
