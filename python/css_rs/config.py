@@ -26,22 +26,45 @@ from css_rs.errors import InputError
 Check = Callable[[Any], Optional[str]]
 
 
-def _int_range(lo: int, hi: int | None = None) -> Check:
+# Every setting has a real upper bound, checked before any work: an integer the engine reads
+# as i64/u64 or usize stays below 2^63, and a float it reads as f32 stays within single
+# precision (1e-300 would become 0.0 there, 1e39 infinity: refused only in phase 3 before).
+INT_SETTING_MAX = 2**63 - 1
+F32_MIN_POSITIVE = 1.1754943508222875e-38  # smallest normal single-precision float
+F32_MAX = 3.4028234663852886e38
+
+
+def _bound(n: int) -> str:
+    return "2^63-1" if n == INT_SETTING_MAX else "2^32-1" if n == 2**32 - 1 else str(n)
+
+
+def _int_range(lo: int, hi: int = INT_SETTING_MAX) -> Check:
     def check(v: Any) -> str | None:
-        ok = isinstance(v, int) and not isinstance(v, bool) and v >= lo and (hi is None or v <= hi)
+        ok = isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
         if ok:
             return None
-        return f"an integer >= {lo}" if hi is None else f"an integer in [{lo}, {hi}]"
+        return f"an integer in [{lo}, {_bound(hi)}]"
 
     return check
 
 
 def _float_range(lo: float, hi: float | None = None, *, lo_open: bool = False) -> Check:
     def check(v: Any) -> str | None:
-        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
-            above = v > lo if lo_open else v >= lo
-            if above and (hi is None or v <= hi):
-                return None
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            try:
+                finite = math.isfinite(v)
+            except OverflowError:  # an integer too large for a float
+                finite = False
+            if finite:
+                above = v > lo if lo_open else v >= lo
+                if above and (hi is None or v <= hi):
+                    # The engine computes in single precision: the value must survive it.
+                    if v > F32_MAX or v < -F32_MAX:
+                        return f"a finite number <= {F32_MAX:.3g} (single precision)"
+                    if 0 < abs(v) < F32_MIN_POSITIVE:
+                        zero = "" if lo_open else "0 or "
+                        return f"{zero}a number >= {F32_MIN_POSITIVE:.3g} (single precision)"
+                    return None
         low = f"> {lo}" if lo_open else f">= {lo}"
         return f"a finite number {low}" + ("" if hi is None else f" and <= {hi}")
 
@@ -116,7 +139,7 @@ class TrainConfig:
     max_vocab_size: int = _setting("vocabulary", 50000, _int_range(1), "maximum vocabulary size")
 
     # --- model ---------------------------------------------------------------------------
-    frequency_dim: int = _setting("model", 200, _int_range(1, 65535), "frequency space size D")
+    frequency_dim: int = _setting("model", 200, _int_range(1, 65534), "frequency space size D")
     max_frequencies: int = _setting(
         "model", 8, _int_range(1, 64), "active frequencies per word K (<= frequency_dim)"
     )
@@ -164,7 +187,9 @@ class TrainConfig:
     refine_prune_threshold: float = _setting(
         "model", 1e-4, _float_range(0.0), "amplitudes pruned while refining"
     )
-    refine_prune_every: int = _setting("model", 1000, _int_range(1), "updates between prunes")
+    refine_prune_every: int = _setting(
+        "model", 1000, _int_range(1, 2**32 - 1), "updates between prunes"
+    )
 
     # --- training ------------------------------------------------------------------------
     epochs: int = _setting("training", 5, _int_range(1, 10000), "passes over the corpus")
@@ -364,7 +389,10 @@ def coerce_file_value(name: str, value: Any) -> Any:
     if optional and isinstance(value, str) and value.strip().lower() in _UNSET_WORDS:
         return None
     if base is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:
+            return value  # TrainConfig refuses it with its usual message
     return value
 
 
