@@ -14,6 +14,7 @@ import functools
 import json
 import math
 import os
+import stat
 import sys
 import typing
 from collections.abc import Mapping
@@ -460,11 +461,24 @@ def _check_file_key(
         )
 
 
+def _require_regular_file(path: str, what: str) -> None:
+    """Refuses a FIFO, device or socket before opening it: reading one would wait forever
+    (a FIFO without a writer) or never end. A missing path or a folder is left to the open,
+    which reports it."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise InputError(f"{path}: not a regular file, so not a {what}")
+
+
 def _load_toml(path: str) -> dict[str, Any]:
     if sys.version_info >= (3, 11):
         import tomllib
     else:  # pragma: no cover - exercised on Python 3.9/3.10 only
         import tomli as tomllib
+    _require_regular_file(path, "configuration file")
     try:
         with open(path, "rb") as fh:
             return tomllib.load(fh)
