@@ -101,6 +101,18 @@ class _RawFile(io.RawIOBase):
                 super().close()
 
 
+def _umask() -> int:
+    """The process's umask (read by setting it, so read once and kept)."""
+    global _UMASK
+    if _UMASK is None:
+        _UMASK = os.umask(0o022)
+        os.umask(_UMASK)
+    return _UMASK
+
+
+_UMASK: Optional[int] = None
+
+
 def _naming(target: Path, error: OSError) -> OSError:
     """``error`` (a full disk, a quota) naming the file being saved, when it names none."""
     if error.filename is not None or not error.errno:
@@ -118,6 +130,10 @@ def staged_file(path: str | os.PathLike[str]) -> Iterator[tuple[IO[bytes], Path]
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
+        # mkstemp makes the file private (0600); the file it becomes is an ordinary output,
+        # with the mode any other tool would give it (0644 under the usual umask 022).
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, 0o666 & ~_umask())
         with io.BufferedWriter(_RawFile(fd), buffer_size=1 << 20) as fh:
             yield fh, Path(tmp)
             fh.flush()

@@ -40,8 +40,10 @@ from css_rs.checkpoint import (
     CheckpointStore,
     FileRecord,
     ShardWriter,
+    exclusive_lock,
     exclusive_run,
     iter_document_chunks,
+    remove_temporaries,
 )
 from css_rs.config import ResolvedConfig, TrainConfig, config_differences
 from css_rs.errors import CssRsError, InputError
@@ -51,7 +53,14 @@ from css_rs.persistence import (
     publish_model,
     utc_timestamp,
 )
-from css_rs.progress import Reporter, format_count, format_rate, format_seconds
+from css_rs.progress import (
+    Reporter,
+    format_count,
+    format_quantity,
+    format_rate,
+    format_seconds,
+    silence_stdout,
+)
 from css_rs.redaction import redact_object
 from css_rs.training import EMPTY_WORDS_WARNING_SHARE
 
@@ -300,7 +309,15 @@ class TrainingRun:
 
     def run(self) -> RunResult:
         self._check_output_paths()
-        with exclusive_run(self.store.manifest_path):
+        model_path = Path(self.config.model_path)
+        model_busy = (
+            "is writing this model; wait for it to finish, or give this run another --model-path"
+        )
+        with exclusive_run(self.store.manifest_path), exclusive_lock(model_path, model_busy):
+            # No other run uses this checkpoint or model: temporaries there are a dead run's.
+            self.store.remove_temporaries()
+            remove_temporaries(model_path)
+            remove_temporaries(metadata_path(model_path))
             return self._run()
 
     def _check_output_paths(self) -> None:
@@ -330,6 +347,19 @@ class TrainingRun:
             result = self._save_phase(model)
         except KeyboardInterrupt:
             self._interrupted()
+            raise
+        except BrokenPipeError:
+            # The reader of our output went away (`css-rs train | head`): as Ctrl+C, keep the
+            # work so far; stdout is gone, so the resume hint goes to stderr.
+            silence_stdout()
+            self._interrupted()
+            if self.store.exists():
+                print(
+                    "css-rs: output closed (broken pipe); checkpoint saved, resume with: "
+                    + self.resume_command,
+                    file=sys.stderr,
+                    flush=True,
+                )
             raise
         except CssRsError:
             self._failed()
@@ -422,8 +452,9 @@ class TrainingRun:
                 "vocabulary", self.generation, "json", self.vocab.to_json().encode("utf-8")
             )
             self._write_manifest(PHASE_STREAMING, {"vocabulary": vocab}, shards)
-        done = f"{format_count(self.stream.batches)} batches"
-        done += f", {format_count(self.stream.documents)} documents"
+        done = format_quantity(self.stream.batches, "batch")
+        done = done[:-1] + "es" if done.endswith("batchs") else done
+        done += f", {format_quantity(self.stream.documents, 'document')}"
         self.out.saving(f"Checkpoint saved: {self.store.manifest_path} ({done})")
 
     def _checkpoint_training(self, *, quiet: bool = False) -> None:
@@ -477,7 +508,7 @@ class TrainingRun:
             self.stream.total_documents = source.total_documents
             if self.stream.total_documents:
                 self.out.line(
-                    f"Dataset has {format_count(self.stream.total_documents)} rows"
+                    f"Dataset has {format_quantity(self.stream.total_documents, 'row')}"
                     + (
                         f" in {self.config.split} split"
                         if self.config.source.startswith("hf")
@@ -494,7 +525,7 @@ class TrainingRun:
         self._checkpoint_streaming()
         self._save_on_interrupt = None
         if self.stream.skipped:
-            self.out.line(f"Skipped {format_count(self.stream.skipped)} rows without text")
+            self.out.line(f"Skipped {format_quantity(self.stream.skipped, 'row')} without text")
         self._note_batch_limit()
         return arrived
 
@@ -574,10 +605,11 @@ class TrainingRun:
         t0 = time.monotonic()
         self.vocab.build(cfg.min_word_freq, cfg.max_vocab_size)
         if len(self.vocab) == 0:
+            times = format_quantity(cfg.min_word_freq, "time")
+            documents = format_quantity(self.stream.documents, "document")
             raise InputError(
-                f"the vocabulary is empty: no word occurs {cfg.min_word_freq} times in "
-                f"{format_count(self.stream.documents)} documents; lower --min-word-freq or "
-                "stream more documents"
+                f"the vocabulary is empty: no word occurs {times} in {documents}; lower "
+                "--min-word-freq or stream more documents"
             )
         self.out.ok(
             f"Vocabulary built: {format_count(len(self.vocab))} words (min_word_freq "
