@@ -219,3 +219,26 @@ def test_help_keeps_brackets() -> None:
         timeout=60,
     )
     assert "Random initial count in [this, K]" in done.stdout
+
+
+def test_a_local_input_that_changed_since_the_checkpoint_is_noticed(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("".join(f"the cat sat on the mat number {i % 9}\n" for i in range(400)))
+    args = ["train", "--source", "text", "--path", str(corpus), "--batch-size", "10"]
+    args += ["--save-checkpoint-every", "1", "--min-word-freq", "1", "--epochs", "1"]
+    args += ["--threads", "1"]
+    interrupted = start(tmp_path, *args, hold="batch:3")
+    wait_for_hold(interrupted)
+    interrupted.send_signal(signal.SIGINT)
+    interrupted.communicate(timeout=120)
+    assert interrupted.returncode == 130
+    # The file shrinks (as a download cut short and retried would leave it).
+    corpus.write_text("the cat sat\n")
+    refused = run(tmp_path, *args)
+    assert refused.returncode == 2, refused.stdout[-2000:] + refused.stderr
+    message = refused.stderr.strip()
+    assert message.startswith(f"error: input file {corpus} is now 12 bytes (was ")
+    assert "--fresh" in message and "--force" in message
+    forced = run(tmp_path, *args, "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert f"warning: input file {corpus} is now 12 bytes" in forced.stdout

@@ -167,6 +167,9 @@ class StreamStats(JsonRecord):
     position: Optional[dict[str, Any]] = None
     complete: bool = False
     total_documents: Optional[int] = None
+    # Local sources: {path: [size, mtime_ns]} of the input files read so far, so that a
+    # resumed run notices a file that changed (shrank, was rewritten) since the checkpoint.
+    inputs: Optional[dict[str, list[int]]] = None
 
 
 @dataclass
@@ -301,6 +304,7 @@ class TrainingRun:
         self.corpus: Optional[Corpus] = None
         self.trainer: Any = None
         self.started = time.monotonic()
+        self._input_files: list[Path] = []  # the local source's files, in reading order
         self.elapsed_before = 0.0  # wall time of earlier, interrupted runs
         # What Ctrl+C must save in the current phase (None: the last checkpoint covers it all).
         self._save_on_interrupt: Optional[Callable[[], None]] = None
@@ -442,9 +446,50 @@ class TrainingRun:
         self.hooks.reached("checkpoint")
         self.store.save(checkpoint)
 
+    def _read_inputs(self) -> Optional[dict[str, list[int]]]:
+        """Size and modification time of the local input files read so far (up to the one
+        the position is in), or None for a source without local files."""
+        position = self.stream.position or {}
+        index = position.get("file_index")
+        if not self._input_files or not isinstance(index, int):
+            return None
+        out = {}
+        for path in self._input_files[: index + 1]:
+            with contextlib.suppress(OSError):
+                st = path.stat()
+                out[str(path)] = [st.st_size, st.st_mtime_ns]
+        return out
+
+    def _check_inputs_unchanged(self) -> None:
+        """Refuses to resume streaming when an input file read before the checkpoint changed
+        since (``--force`` resumes anyway, with a warning): the position inside it would point
+        at other data, or past its end."""
+        for name, (size, mtime_ns) in (self.stream.inputs or {}).items():
+            try:
+                st = os.stat(name)
+                now: Optional[tuple[int, int]] = (st.st_size, st.st_mtime_ns)
+            except OSError:
+                now = None
+            if now == (size, mtime_ns):
+                continue
+            if now is None:
+                what = "is gone"
+            elif now[0] != size:
+                what = f"is now {format_quantity(now[0], 'byte')} (was {size})"
+            else:
+                what = "was modified (same size, new modification time)"
+            message = f"input file {name} {what} since the checkpoint {self.store.manifest_path}"
+            if not self.force:
+                raise InputError(
+                    f"{message}: restore it, run with --fresh to start over, or with --force to "
+                    "resume reading it where the checkpoint stands"
+                )
+            self.out.line(f"warning: {message}; resuming anyway (--force)")
+
     def _checkpoint_streaming(self) -> None:
         """Documents so far (synced), raw counts and the source position."""
         assert self.writer is not None
+        self.stream.inputs = self._read_inputs() or self.stream.inputs
         with deferred_interrupts():
             shards = self.writer.sync()
             self.generation += 1
@@ -505,6 +550,8 @@ class TrainingRun:
         ):
             if self.stream.position is not None:
                 source.resume(self.stream.position)
+                self._check_inputs_unchanged()
+            self._input_files = [Path(p) for p in getattr(source, "files", [])]
             self.stream.total_documents = source.total_documents
             if self.stream.total_documents:
                 self.out.line(
