@@ -506,17 +506,19 @@ def _vocab_of(doc: dict[str, Any], source: str) -> tuple[list[str], list[int]]:
     if not isinstance(freq, dict):
         raise InputError(f"{source}: wordFreq is not an object of word counts")
     present = [w for w in words if w is not None]
-    counts = []
-    for w in present:
-        c = freq.get(w, 0)
-        if c is None:
-            c = 0
-        if not _is_int(c) or not 0 <= c <= MAX_COUNT:
-            raise InputError(
-                f"{source}: wordFreq[{_short(w)}] = {_short(c)} is not a count (an integer in "
-                "0..2^64-1)"
-            )
-        counts.append(c)
+    raw = [freq.get(w) for w in present]
+    counts: list[Any] = [0 if c is None else c for c in raw]  # a word without a count: 0
+    valid = set(map(type, counts)) <= {int} and (
+        not counts or (min(counts) >= 0 and max(counts) <= MAX_COUNT)
+    )
+    if not valid:
+        w, c = next(
+            (w, c) for w, c in zip(present, counts) if not _is_int(c) or not 0 <= c <= MAX_COUNT
+        )
+        raise InputError(
+            f"{source}: wordFreq[{_short(w)}] = {_short(c)} is not a count (an integer in "
+            "0..2^64-1)"
+        )
     return present, counts
 
 
@@ -562,8 +564,8 @@ def _flat_spectra(
     checked in bulk (the set of element types); only a failure walks the entries one by one,
     to name the one that is wrong."""
     try:
-        keys_ok = all(k.isdigit() and k.isascii() and len(k) <= 18 for k in spectra)
-        if not keys_ok:
+        keys = "".join(spectra)  # word ids: ASCII digits, at most 18 of them (int64)
+        if not (keys.isdigit() and keys.isascii()) or max(map(len, spectra), default=0) > 18:
             raise TypeError
         ids = np.fromiter((int(key) for key in spectra), dtype=np.int64, count=len(spectra))
         entries = list(spectra.values())
@@ -574,7 +576,7 @@ def _flat_spectra(
             [0.0] * len(f) if e.get("phases") is None else e["phases"]
             for e, f in zip(entries, fr_lists)
         ]
-        if not all(type(x) is list for x in itertools.chain(fr_lists, am_lists, ph_lists)):
+        if not set(map(type, itertools.chain(fr_lists, am_lists, ph_lists))) <= {list}:
             raise TypeError
         chain = itertools.chain.from_iterable
         if not set(map(type, chain(fr_lists))) <= {int} or not set(
