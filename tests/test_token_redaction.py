@@ -19,7 +19,7 @@ import pytest
 from css_rs.errors import CssRsError
 from css_rs.redaction import REDACTED, redact, redact_untrusted
 from hf_server import Fault, HubServer, text_rows
-from source_helpers import read_all, rows_source
+from source_helpers import parquet_source, read_all, rows_source
 
 pytest_plugins = ("conftest_hf",)
 
@@ -148,3 +148,19 @@ def test_cli_never_prints_or_writes_the_token(
         assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in output
     token_file = Path(os.environ.get("HF_TOKEN_PATH", "/nonexistent"))
     assert_no_token_in_files(tmp_path, except_=(token_file,))
+
+
+@pytest.mark.parametrize("source_kind", ["hf", "hf-parquet"])
+def test_a_server_echoing_the_token_in_documents_gets_it_cut_out(
+    hub: HubServer, token_from: str, tmp_path: Path, source_kind: str
+) -> None:
+    rows = [{"text": f"document {i} says Bearer {TOKEN}, really"} for i in range(30)]
+    hub.add_dataset("org/echo", {("default", "train"): rows}, shards=2)
+    if source_kind == "hf":
+        # Cut at 40 characters: a cut before the redaction would leave a prefix of the token.
+        source = rows_source(hub, "org/echo", batch_size=7, max_doc_length=40)
+    else:
+        source = parquet_source(hub, "org/echo", tmp_path / "cache", batch_size=7)
+    documents = read_all(source)
+    assert len(documents) == 30
+    assert all(TOKEN[:12] not in d and REDACTED in d for d in documents), documents[0]

@@ -197,6 +197,10 @@ class HubSource(Source):
         self._size_lock = threading.Lock()
         super().__init__(**common)
 
+    def _cut(self, text: str) -> str:
+        # The token is cut out before the length cut, which could leave a prefix of it.
+        return super()._cut(self.client.redact_token(text))
+
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(dataset={self.dataset!r}, config={self.dataset_config!r}, "

@@ -37,7 +37,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from css_rs.errors import CssRsError, InputError
-from css_rs.redaction import redact_untrusted, register_secret
+from css_rs.redaction import REDACTED, redact_untrusted, register_secret
 
 RESUME_HINT = "run `css-rs train` again to resume from the last checkpoint"
 TRANSIENT_STATUSES = (429, 500, 502, 503, 504)
@@ -210,6 +210,14 @@ class HttpClient:
     @property
     def has_token(self) -> bool:
         return self._token is not None
+
+    def redact_token(self, text: str) -> str:
+        """``text`` without this client's token: a hostile server may echo it in data too."""
+        if self._token is not None:
+            token = self._token.reveal()
+            if token and token in text:
+                return text.replace(token, REDACTED)
+        return text
 
     @property
     def timeout(self) -> tuple[float, float]:
