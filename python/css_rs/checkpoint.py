@@ -96,9 +96,22 @@ class FileRecord:
 
     @classmethod
     def from_json(cls, obj: Any) -> FileRecord:
-        return cls(
-            str(obj["name"]), int(obj["size"]), str(obj["sha256"]), int(obj.get("documents", 0))
-        )
+        """Raises ValueError unless ``obj`` names one of this module's files (never a path
+        outside the cache folder) with a size, count and sha256 that can be true."""
+        if not isinstance(obj, dict):
+            raise ValueError(f"file record {obj!r} is not an object")
+        name: Any = obj.get("name")
+        size: Any = obj.get("size")
+        sha: Any = obj.get("sha256")
+        documents: Any = obj.get("documents", 0)
+        if not isinstance(name, str) or not (_SHARD_RE.match(name) or _GENERATION_RE.match(name)):
+            raise ValueError(f"file name {name!r} is not one of a checkpoint's files")
+        for what, n in (("size", size), ("documents", documents)):
+            if type(n) is not int or not 0 <= n < 2**63:
+                raise ValueError(f"{what} {n!r} of {name} is not a count")
+        if not (isinstance(sha, str) and re.fullmatch(r"[0-9a-f]{64}", sha)):
+            raise ValueError(f"sha256 {sha!r} of {name} is not a sha256")
+        return cls(name, size, sha, documents)
 
 
 # --- document shards ----------------------------------------------------------------------
@@ -231,6 +244,16 @@ class Checkpoint:
 
     @classmethod
     def from_body(cls, body: dict[str, Any]) -> Checkpoint:
+        if body.get("phase") not in ("streaming", "training"):
+            raise ValueError(f"phase {body.get('phase')!r}")
+        generation = body.get("generation")
+        if type(generation) is not int or not 0 <= generation < 2**63:
+            raise ValueError(f"generation {generation!r}")
+        for key in ("config", "stream"):
+            if not isinstance(body.get(key), dict):
+                raise ValueError(f"{key} is not an object")
+        if not isinstance(body.get("shards"), list) or not isinstance(body.get("files"), dict):
+            raise ValueError("shards or files")
         return cls(
             phase=str(body["phase"]),
             config=dict(body["config"]),

@@ -20,12 +20,14 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import math
 import mmap
 import os
 import signal
 import sys
 import threading
 import time
+import typing
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +39,7 @@ import orjson
 import css_rs
 from css_rs.checkpoint import (
     Checkpoint,
+    CheckpointError,
     CheckpointStore,
     FileRecord,
     ShardWriter,
@@ -151,8 +154,68 @@ class JsonRecord:
 
     @classmethod
     def from_json(cls: type[_Record], obj: Mapping[str, Any]) -> _Record:
+        """Raises ValueError naming the field whose value does not fit its type (a counter
+        that is not a count, a duration that is not a finite number >= 0, ...)."""
+        if not isinstance(obj, Mapping):
+            raise ValueError(f"{obj!r} is not an object")
+        hints = typing.get_type_hints(cls)
         names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-        return cls(**{k: v for k, v in obj.items() if k in names})
+        kept = {k: v for k, v in obj.items() if k in names}
+        for name, value in kept.items():
+            if not _fits(value, hints[name]):
+                raise ValueError(f"field {name!r} = {_short(value)} is not a {hints[name]}")
+        return cls(**kept)
+
+
+_INT_LIMIT = 2**63
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    """Whether a JSON value fits a record field's type: ints are counts (0..2^63), floats
+    finite and >= 0, ``Any`` any JSON value whose integers stay within 64 bits."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return _json_ints_fit(value)
+    if origin is typing.Union:
+        return any(_fits(value, a) for a in args)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return type(value) is int and 0 <= value < _INT_LIMIT
+    if hint is float:
+        return type(value) in (int, float) and math.isfinite(value) and 0 <= value < _INT_LIMIT
+    if origin is list:
+        return isinstance(value, list) and all(_fits(v, args[0]) for v in value)
+    if origin is tuple:
+        return (
+            isinstance(value, (list, tuple))
+            and len(value) == len(args)
+            and all(_fits(v, a) for v, a in zip(value, args))
+        )
+    if origin is dict:
+        return isinstance(value, dict) and all(
+            _fits(k, args[0]) and _fits(v, args[1]) for k, v in value.items()
+        )
+    return isinstance(value, hint)
+
+
+def _json_ints_fit(value: Any) -> bool:
+    if isinstance(value, bool) or value is None or isinstance(value, (str, float)):
+        return True
+    if isinstance(value, int):
+        return -_INT_LIMIT <= value < 2 * _INT_LIMIT
+    if isinstance(value, list):
+        return all(_json_ints_fit(v) for v in value)
+    if isinstance(value, dict):
+        return all(_json_ints_fit(v) for v in value.values())
+    return False
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 @dataclass
@@ -169,7 +232,7 @@ class StreamStats(JsonRecord):
     total_documents: Optional[int] = None
     # Local sources: {path: [size, mtime_ns]} of the input files read so far, so that a
     # resumed run notices a file that changed (shrank, was rewritten) since the checkpoint.
-    inputs: Optional[dict[str, list[int]]] = None
+    inputs: Optional[dict[str, tuple[int, int]]] = None
 
 
 @dataclass
@@ -182,6 +245,15 @@ class TrainStats(JsonRecord):
     corpus_tokens: int = 0
     epoch_stats: list[dict[str, Any]] = field(default_factory=list)
     tokens_per_second: float = 0.0
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> TrainStats:
+        stats = super().from_json(obj)
+        for entry in stats.epoch_stats:
+            # The engine's figures: numbers (a loss with no sampled position is NaN: null).
+            if not _fits(entry, dict[str, Optional[float]]) or not _fits(entry.get("epoch"), int):
+                raise ValueError(f"field 'epoch_stats' holds {_short(entry)}")
+        return stats
 
 
 @dataclass
@@ -389,6 +461,7 @@ class TrainingRun:
             store.clear_cache()  # leftovers of a run killed before its first checkpoint
             return None
         checkpoint = store.load()
+        self._check_records(checkpoint)
         differences = config_differences(checkpoint.config, self.config)
         if differences and not self.force:
             raise InputError(
@@ -400,6 +473,21 @@ class TrainingRun:
         self.generation = checkpoint.generation
         self._announce_resume(checkpoint, differences)
         return checkpoint
+
+    def _check_records(self, checkpoint: Checkpoint) -> None:
+        """The manifest's counters, durations and positions must fit their types: its
+        checksum catches damage, not a manifest written wrong (by hand, or by a bug)."""
+        try:
+            StreamStats.from_json(checkpoint.stream)
+            TrainStats.from_json(checkpoint.training)
+            elapsed = checkpoint.training.get("elapsed_before", 0.0)
+            if not _fits(elapsed, float):
+                raise ValueError(f"field 'elapsed_before' = {_short(elapsed)}")
+        except ValueError as e:
+            raise CheckpointError(
+                f"checkpoint file {self.store.manifest_path} is damaged: {e}; it was left in "
+                "place (start over with --fresh, which deletes the checkpoint)"
+            ) from None
 
     def _restore(self, checkpoint: Optional[Checkpoint], plan: ResumePlan) -> Any:
         """Restores documents, counts, position and (per ``plan``) corpus and training state;
@@ -446,7 +534,7 @@ class TrainingRun:
         self.hooks.reached("checkpoint")
         self.store.save(checkpoint)
 
-    def _read_inputs(self) -> Optional[dict[str, list[int]]]:
+    def _read_inputs(self) -> Optional[dict[str, tuple[int, int]]]:
         """Size and modification time of the local input files read so far (up to the one
         the position is in), or None for a source without local files."""
         position = self.stream.position or {}
@@ -457,7 +545,7 @@ class TrainingRun:
         for path in self._input_files[: index + 1]:
             with contextlib.suppress(OSError):
                 st = path.stat()
-                out[str(path)] = [st.st_size, st.st_mtime_ns]
+                out[str(path)] = (st.st_size, st.st_mtime_ns)
         return out
 
     def _check_inputs_unchanged(self) -> None:
