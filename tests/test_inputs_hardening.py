@@ -6,6 +6,7 @@ such as ``..`` or ``""``. Each gets a one-line error naming the file or the name
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import subprocess
 import sys
@@ -14,6 +15,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from css_rs.config import TrainConfig
 from css_rs.errors import InputError
@@ -125,3 +128,39 @@ def test_cli_refuses_a_dotdot_dataset_with_one_line(tmp_path: Path) -> None:
     done = css_rs(tmp_path, *TRAIN, "--source", "hf-parquet", "--dataset", "..")
     assert_one_line(done, "dataset = '..' is invalid")
     assert not (tmp_path / ".css-rs-cache").exists()
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    kind=st.sampled_from(["text", "jsonl", "text.gz", "jsonl.gz", "parquet"]),
+    body=st.binary(max_size=600),
+    lines=st.lists(
+        st.one_of(
+            st.text(max_size=30),
+            st.builds(lambda t: json.dumps({"text": t}), st.text(max_size=30)),
+            st.just('{"text": "\\u0000 nul"}'),
+            st.just("\x00\x00\x00"),
+        ),
+        max_size=12,
+    ),
+    raw=st.booleans(),
+)
+def test_fuzzed_local_corpora_read_or_fail_in_one_line(
+    tmp_path_factory: pytest.TempPathFactory, kind: str, body: bytes, lines: list[str], raw: bool
+) -> None:
+    """Binary garbage, NUL bytes, invalid UTF-8, JSON and not: documents or an InputError
+    naming the file, never another exception."""
+    folder = tmp_path_factory.mktemp("corpus")
+    path = folder / f"c.{kind}"
+    data = body if raw else "\n".join(lines).encode("utf-8", "surrogatepass") + body
+    if kind.endswith(".gz"):
+        data = gzip.compress(data) if data[:1] != b"x" else data  # sometimes not gzip at all
+    path.write_bytes(data)
+    config = TrainConfig(source=kind.split(".")[0], path=str(path), max_batches=None)
+    try:
+        with make_source(config) as source:
+            documents = [d for batch in source.batches(prefetch=0) for d in batch]
+    except InputError as e:
+        assert str(path) in str(e) and "\n" not in str(e)
+    else:
+        assert all(isinstance(d, str) for d in documents)
