@@ -80,6 +80,8 @@ CASES = [
     (changed(("spectra", "0", "frequencies", 0), "4"), "frequencies holds '4'"),
     (changed(("spectra", "0", "frequencies", 0), True), "frequencies holds True"),
     (changed(("spectra", "0", "amplitudes", 0), "0.5"), "amplitudes holds '0.5'"),
+    (changed(("spectra", "0", "amplitudes", 0), 1e300), "not a finite single-precision"),
+    (changed(("spectra", "0", "phases", 1), -1e39), "not a finite single-precision"),
     (changed(("spectra", "0", "amplitudes", 0), False), "amplitudes holds False"),
     (changed(("spectra", "0", "phases", 0), None), "phases holds None"),
     (changed(("spectra", "0", "phases"), "x"), "phases is not a list"),

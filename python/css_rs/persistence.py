@@ -616,7 +616,10 @@ def _flat_spectra(
         raise InputError(f"{source}: spectra: a word id has two spectra")
     if fr.size and (fr.min() < 0 or fr.max() >= EMPTY_FREQUENCY):
         raise InputError(f"{source}: spectra: a frequency is outside 0..{EMPTY_FREQUENCY - 1}")
-    if not (np.isfinite(am).all() and np.isfinite(ph).all()):
-        raise InputError(f"{source}: spectra: an amplitude or phase is not a finite number")
+    limit = float(np.finfo(np.float32).max)  # stored as float32: larger would be infinite
+    if not (np.abs(am) <= limit).all() or not (np.abs(ph) <= limit).all():
+        raise InputError(
+            f"{source}: spectra: an amplitude or phase is not a finite single-precision number"
+        )
     rows = np.repeat(ids, n_fr)
     return rows, fr, am.astype(np.float32), ph.astype(np.float32)
