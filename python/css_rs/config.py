@@ -39,7 +39,10 @@ def _bound(n: int) -> str:
     return "2^63-1" if n == INT_SETTING_MAX else "2^32-1" if n == 2**32 - 1 else str(n)
 
 
-def _int_range(lo: int, hi: int = INT_SETTING_MAX) -> Check:
+def _int_range(lo: int, hi: int | None = None) -> Check:
+    """Integers in [lo, hi]; without ``hi``, up to 2^63-1 (what the engine's integers hold)."""
+    hi = INT_SETTING_MAX if hi is None else hi
+
     def check(v: Any) -> str | None:
         ok = isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
         if ok:
