@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from css_rs import TrainConfig, Trainer, Vocabulary
@@ -111,3 +113,35 @@ def test_every_setting_states_an_upper_bound_in_its_help() -> None:
         assert "in [" in allowed_values(name), name
     for name in FLOAT_SETTINGS:
         assert allowed_values(name).startswith("a finite number"), name
+
+
+ENGINE_SETTINGS = [
+    n
+    for section in ("model", "training")
+    for n in TrainConfig.sections()[section]
+    if n not in ("threads", "epochs")
+]
+VALUES = st.one_of(
+    st.integers(-2, 70),
+    st.sampled_from([0, 1, 2**31, 2**32 - 1, 2**32, 2**53, 2**63 - 1, 2**63, 2**64]),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([1e-300, 1e-45, 1.2e-38, 3.4e38, 3.5e38, 1e300, -0.0]),
+    st.booleans(),
+    st.none(),
+    st.sampled_from(["l2", "none", "hinge", "logistic", "uniform", "step", "x"]),
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(changes=st.dictionaries(st.sampled_from(ENGINE_SETTINGS), VALUES, max_size=4))
+def test_what_train_config_accepts_the_engine_accepts(changes: dict[str, object]) -> None:
+    """Random values for the engine's settings: TrainConfig refuses them in one line, or the
+    engine takes them (nothing is refused later, in phase 3)."""
+    try:
+        config = TrainConfig(threads=1, epochs=1, **changes)  # type: ignore[arg-type]
+    except ValueError as e:
+        assert "\n" not in str(e) and " is invalid" in str(e)
+        return
+    texts = generate_corpus(30, seed=1)
+    vocab = Vocabulary.from_texts(texts, min_count=2)
+    Trainer(texts, vocab, config)  # must not raise
