@@ -1,4 +1,4 @@
-"""css-rs against gensim Word2Vec, side by side in one run (ALGORITHM.md, issue 3).
+"""css-rs against gensim Word2Vec, side by side in one run (ALGORITHM.md, issues 3 and 12).
 
     python benches/compare_gensim.py [--seeds 3] [--threads 2] [--study] [--quick]
 
@@ -8,10 +8,15 @@ own subprocess so that peak RSS is its own. Prints a markdown table: training to
 (corpus tokens x epochs / seconds of training alone, for every system: vocabularies are
 built before the clock starts), ratio to gensim skip-gram 100 at its defaults and
 to gensim skip-gram 100 with the same subsampling threshold, peak RSS of the process, model
-size on disk, WordSim-353 Spearman (mean over seeds, with min and max), and average active
-frequencies. css-rs subsamples with ``sample`` 1e-4 by default, gensim with 1e-3, so gensim
-runs with both. ``--study`` adds the study of css-rs's defaults (one setting
-changed at a time). Needs the ``bench`` extra (gensim, psutil); skips if the data is absent.
+size on disk, WordSim-353 Spearman (mean over seeds, with min and max), and how css-rs's
+entries spread over the frequencies (effective number of frequencies, largest share of the
+vocabulary on one frequency, frequencies on more than 15% of it; means over seeds). The
+first seed of every row is also judged by ``interpretability.py``: DistRatio of its
+frequencies (gensim: its dimensions) against a PPMI + SVD reference, and sense discovery
+(ambiguous words with both senses found, controls split). css-rs subsamples with ``sample``
+1e-4 by default, gensim with 1e-3, so gensim runs with both. ``--study`` adds the study of
+css-rs's defaults (one setting changed at a time). Needs the ``bench`` extra (gensim,
+psutil); skips if the data is absent.
 """
 
 from __future__ import annotations
@@ -29,6 +34,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+# interpretability is a sibling script (benches/ is no package, but is on sys.path when a
+# script in it runs).
+import interpretability
 from css_rs._core import kernels
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -54,22 +62,24 @@ GUIDE = {
     "sample": 0.0,
 }
 
+# The selection rule before usage balancing (plain top-K by magnitude, no score bias).
+PLAIN_TOP_K = {"balance_gamma": 0.0, "score_bias": 0.0}
+# css-rs's defaults before usage balancing: K = 8, lr 0.3, plain top-K.
+PREVIOUS_DEFAULTS = {**PLAIN_TOP_K, "max_frequencies": 8, "learning_rate": 0.3}
+K8_BALANCED = {"max_frequencies": 8, "learning_rate": 0.3}
+
 STUDY: dict[str, dict[str, Any]] = {
+    "plain top-K selection, no score bias": PLAIN_TOP_K,
+    "plain top-K selection (score_bias 2)": {"balance_gamma": 0.0},
+    "balance_gamma 2": {"balance_gamma": 2.0},
+    "balance_gamma 4": {"balance_gamma": 4.0},
+    "score_bias 0": {"score_bias": 0.0},
+    "score_bias 4": {"score_bias": 4.0},
+    "K=8, lr 0.3, balance_gamma 4": {**K8_BALANCED, "balance_gamma": 4.0},
+    "K=32, lr 0.15": {"max_frequencies": 32, "learning_rate": 0.15},
     "sample 1e-3 (ALGORITHM.md's and word2vec's)": {"sample": 1e-3},
-    "sample 3e-5": {"sample": 3e-5},
-    "shrink_windows (word2vec's reduced window)": {"shrink_windows": True},
-    "logistic -> hinge (l2)": {"loss": "hinge", "normalize": "l2"},
     "no context updates": {"update_context": False},
     "no phases": {"use_phases": False},
-    "learning_rate 0.2": {"learning_rate": 0.2},
-    "learning_rate 0.4": {"learning_rate": 0.4},
-    "no subsampling (sample 0)": {"sample": 0.0},
-    "step schedule": {"lr_schedule": "step"},
-    "exploration_fraction 0.5": {"exploration_fraction": 0.5},
-    "exploration_fraction 1.0 (never freeze)": {"exploration_fraction": 1.0},
-    "negative_lr_scale 1.0": {"negative_lr_scale": 1.0},
-    # Two changes: the fastest settings measured, which reach 10x gensim but lose the quality.
-    "sample 3e-5 and no context updates": {"sample": 3e-5, "update_context": False},
 }
 
 
@@ -103,13 +113,33 @@ def run_css(spec: dict[str, Any], out_dir: Path) -> dict[str, Any]:
     seconds = time.perf_counter() - start
     path = out_dir / f"css-{os.getpid()}.json"
     model.save(path)
-    return {
+    usage = model.usage_stats()
+    result = {
         "tokens_per_second": len(ids) * config.epochs / seconds,
         "spearman": model.evaluate_pairs(PAIRS).spearman,
         "size_mb": path.stat().st_size / 1e6,
         "avg_active": model.avg_active(),
-        "peak_rss_mb": peak_rss_mb(),
+        "peak_rss_mb": peak_rss_mb(),  # before the interpretability report loads its reference
+        "effective": usage.effective,
+        "largest_share": usage.largest_share,
+        "crowded": usage.crowded,
     }
+    if spec.get("interpret"):
+        report = interpretability.css_report(model, interpretability.build_reference())
+        result["interpretability"] = {k: report[k] for k in INTERPRETABILITY_KEYS}
+    return result
+
+
+# What the table shows of interpretability.css_report / gensim_report.
+INTERPRETABILITY_KEYS = (
+    "dist_ratio",
+    "dist_ratio_median",
+    "senses_found",
+    "chance_found",
+    "ambiguous",
+    "controls_split",
+    "controls",
+)
 
 
 def run_gensim(spec: dict[str, Any], out_dir: Path) -> dict[str, Any]:
@@ -138,14 +168,23 @@ def run_gensim(spec: dict[str, Any], out_dir: Path) -> dict[str, Any]:
     seconds = time.perf_counter() - start
     path = out_dir / f"gensim-{os.getpid()}.bin"
     model.wv.save_word2vec_format(str(path), binary=True)
-    spearman = model.wv.evaluate_word_pairs(str(PAIRS))[1].statistic
-    return {
+    spearman = float(model.wv.evaluate_word_pairs(str(PAIRS))[1].statistic)
+    result = {
         "tokens_per_second": tokens * COMMON["epochs"] / seconds,
-        "spearman": float(spearman),
+        "spearman": spearman,
         "size_mb": path.stat().st_size / 1e6,
         "avg_active": float("nan"),
-        "peak_rss_mb": peak_rss_mb(),
+        "peak_rss_mb": peak_rss_mb(),  # before the interpretability report loads its reference
     }
+    if spec.get("interpret"):
+        report = interpretability.gensim_report(
+            model.wv.vectors,
+            list(model.wv.index_to_key),
+            interpretability.build_reference(),
+            spearman,
+        )
+        result["interpretability"] = {k: report.get(k) for k in INTERPRETABILITY_KEYS}
+    return result
 
 
 def worker(spec_json: str) -> None:
@@ -166,7 +205,8 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def measure(name: str, spec: dict[str, Any], seeds: list[int]) -> dict[str, Any]:
-    results = [run({**spec, "seed": s}) for s in seeds]
+    """Runs ``spec`` once per seed; the first seed's model is also judged for interpretability."""
+    results = [run({**spec, "seed": s, "interpret": i == 0}) for i, s in enumerate(seeds)]
     ws = [r["spearman"] for r in results]
     row = {
         "name": name,
@@ -177,6 +217,10 @@ def measure(name: str, spec: dict[str, Any], seeds: list[int]) -> dict[str, Any]
         "ws_min": min(ws),
         "ws_max": max(ws),
         "avg_active": statistics.mean(r["avg_active"] for r in results),
+        "effective": mean_of(results, "effective"),
+        "largest_share": mean_of(results, "largest_share"),
+        "crowded": mean_of(results, "crowded"),
+        "interpretability": results[0].get("interpretability") or {},
         "seeds": len(seeds),
         "system": spec["system"],
         "dims": spec.get("dims"),
@@ -190,6 +234,11 @@ def measure(name: str, spec: dict[str, Any], seeds: list[int]) -> dict[str, Any]
     return row
 
 
+def mean_of(results: list[dict[str, Any]], key: str) -> float:
+    values = [r[key] for r in results if key in r]
+    return statistics.mean(values) if values else float("nan")
+
+
 def row_sample(spec: dict[str, Any]) -> float:
     return float(spec["settings"].get("sample", CSS_SAMPLE))
 
@@ -199,8 +248,9 @@ def table(rows: list[dict[str, Any]], gensim: list[dict[str, Any]]) -> str:
     to the gensim skip-gram 100 row with the same subsampling threshold, if there is one."""
     head = (
         "| system | tokens/s | vs gensim sg-100 | vs gensim sg-100, same `sample` | peak RSS | "
-        "model on disk | WordSim-353 (mean [min, max]) | active freq. |\n"
-        "|---|---|---|---|---|---|---|---|"
+        "model on disk | WordSim-353 (mean [min, max]) | effective freq. | largest share | "
+        "freq. on >15% | DistRatio (median) | senses found (chance) | controls split |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     )
     baseline = gensim[0]["tokens_per_second"]
     same = {g["sample"]: g["tokens_per_second"] for g in gensim if g["dims"] == 100}
@@ -211,13 +261,29 @@ def table(rows: list[dict[str, Any]], gensim: list[dict[str, Any]]) -> str:
         ws = f"{r['ws_mean']:.3f}"
         if r["seeds"] > 1:
             ws += f" [{r['ws_min']:.3f}, {r['ws_max']:.3f}] ({r['seeds']} seeds)"
-        active = "—" if r["avg_active"] != r["avg_active"] else f"{r['avg_active']:.2f}"
         lines.append(
             f"| {r['name']} | {r['tokens_per_second'] / 1e6:.2f} M | "
             f"{r['tokens_per_second'] / baseline:.1f}x | {ratio} | {r['peak_rss_mb']:.0f} MB | "
-            f"{r['size_mb']:.1f} MB | {ws} | {active} |"
+            f"{r['size_mb']:.1f} MB | {ws} | {spread_cells(r)} | {interpretability_cells(r)} |"
         )
     return "\n".join(lines)
+
+
+def spread_cells(r: dict[str, Any]) -> str:
+    if r["effective"] != r["effective"]:  # NaN: a gensim row
+        return "— | — | —"
+    return f"{r['effective']:.1f} | {r['largest_share']:.0%} | {r['crowded']:.1f}"
+
+
+def interpretability_cells(r: dict[str, Any]) -> str:
+    i = r["interpretability"]
+    if not i:
+        return "— | — | —"
+    ratio = f"{i['dist_ratio']:.2f} ({i['dist_ratio_median']:.2f})"
+    if i.get("senses_found") is None:
+        return f"{ratio} | — | —"
+    found = f"{i['senses_found']}/{i['ambiguous']} ({i['chance_found']:.1f})"
+    return f"{ratio} | {found} | {i['controls_split']}/{i['controls']}"
 
 
 def main() -> int:
@@ -226,6 +292,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--study", action="store_true", help="also run the study of defaults")
     parser.add_argument("--quick", action="store_true", help="one seed, no gensim 16-dim")
+    parser.add_argument("--out", type=Path, help="also write the tables to this markdown file")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -259,30 +326,30 @@ def main() -> int:
             )
         )
     rows += [
-        measure("css-rs defaults (K=8)", {**css, "settings": {}}, seeds),
+        measure("css-rs defaults (K=16, balanced)", {**css, "settings": {}}, seeds),
+        measure("css-rs K=8, lr 0.3, balanced", {**css, "settings": K8_BALANCED}, seeds),
         measure(
-            "css-rs K=16, lr 0.2",
-            {**css, "settings": {"max_frequencies": 16, "learning_rate": 0.2}},
-            seeds,
-        ),
-        measure(
-            "css-rs K=8, `sample` 1e-3 (ALGORITHM.md's default)",
-            {**css, "settings": {"sample": GENSIM_SAMPLE}},
+            "css-rs previous defaults (K=8, lr 0.3, plain top-K)",
+            {**css, "settings": PREVIOUS_DEFAULTS},
             seeds,
         ),
         measure("css-rs, the guide's original settings", {**css, "settings": GUIDE}, [1]),
     ]
     gensim_rows = [r for r in rows if r["system"] == "gensim"]
-    print(
-        f"\ncorpus {CORPUS.name}, {COMMON}, threads={args.threads}, "
-        f"css-rs training kernels: {kernels()}\n"
+    header = (
+        f"corpus {CORPUS.name}, {COMMON}, threads={args.threads}, "
+        f"css-rs training kernels: {kernels()}"
     )
-    print(table(rows, gensim_rows))
+    report = f"{header}\n\n{table(rows, gensim_rows)}\n"
     if args.study:
-        study = [measure("defaults", {**css, "settings": {}}, seeds)]
+        defaults = next(r for r in rows if r["name"].startswith("css-rs defaults"))
+        study = [{**defaults, "name": "none (defaults)"}]
         study += [measure(name, {**css, "settings": s}, seeds) for name, s in STUDY.items()]
-        print("\nStudy of the defaults (one change at a time):\n")
-        print(table(study, gensim_rows))
+        study_table = table(study, gensim_rows)
+        report += f"\nStudy of the defaults (one change at a time):\n\n{study_table}\n"
+    print(f"\n{report}")
+    if args.out:
+        args.out.write_text(report, encoding="utf-8")
     return 0
 
 

@@ -3,7 +3,7 @@
 
 use crate::error::CssError;
 use crate::queries;
-use crate::spectra::Spectra;
+use crate::spectra::{Spectra, UsageStats};
 use crate::tokenizer;
 use crate::trainer::{Corpus, EpochStats, Progress, TrainParams, Trainer};
 use crate::vocabulary::Vocabulary;
@@ -382,6 +382,9 @@ fn epoch_dict<'py>(py: Python<'py>, e: &EpochStats) -> PyResult<Bound<'py, PyDic
     d.set_item("loss", e.loss)?;
     d.set_item("avg_active", e.avg_active)?;
     d.set_item("empty_words", e.empty_words)?;
+    d.set_item("effective_frequencies", e.effective_frequencies)?;
+    d.set_item("largest_share", e.largest_share)?;
+    d.set_item("crowded_frequencies", e.crowded_frequencies)?;
     d.set_item("tokens", e.tokens)?;
     d.set_item("positions", e.positions)?;
     d.set_item("negative_updates", e.negative_updates)?;
@@ -610,6 +613,16 @@ impl PySpectra {
 
     fn frequency_usage<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<u64>> {
         PyArray1::from_vec(py, queries::frequency_usage(&self.inner))
+    }
+
+    /// `(in_use, effective, largest_share, crowded)`: how the entries spread over the
+    /// frequencies (`spectra::UsageStats`).
+    fn usage_stats(&self) -> (usize, f64, f64, usize) {
+        let u = UsageStats::from_usage(
+            &queries::frequency_usage(&self.inner),
+            self.inner.vocab_size,
+        );
+        (u.in_use, u.effective, u.largest_share, u.crowded)
     }
 
     fn similarity(&self, a: i64, b: i64) -> PyResult<f32> {

@@ -386,6 +386,17 @@ impl SharedSpectra {
             .sum()
     }
 
+    /// How many words hold an entry on each of the `frequency_dim` frequencies.
+    pub fn frequency_usage(&self, frequency_dim: usize) -> Vec<u64> {
+        let mut usage = vec![0u64; frequency_dim];
+        for w in 0..self.vocab_size() {
+            for f in self.word_freqs(w).filter(|&f| (f as usize) < frequency_dim) {
+                usage[f as usize] += 1;
+            }
+        }
+        usage
+    }
+
     /// Words that have lost every entry.
     pub fn empty_words(&self) -> usize {
         (0..self.vocab_size())
@@ -743,5 +754,72 @@ mod tests {
         let ok = Spectra::from_slots(2, 10, vec![7, 3], vec![1.0, 2.0], vec![0.0, 0.5]).unwrap();
         assert_eq!(ok.freq, vec![3, 7]);
         assert_eq!(ok.amp, vec![2.0, 1.0]);
+    }
+}
+
+/// How the vocabulary's entries spread over the frequencies: what tells a sparse spectral
+/// model from a dense embedding in disguise (every word on the same few frequencies).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct UsageStats {
+    /// Frequencies that hold at least one entry.
+    pub in_use: usize,
+    /// `exp` of the entropy of the frequencies' shares of all entries: D when usage is even,
+    /// about K when every word sits on the same K frequencies.
+    pub effective: f64,
+    /// The largest fraction of the vocabulary holding an entry on one frequency.
+    pub largest_share: f64,
+    /// Frequencies held by more than `CROWDED_SHARE` of the vocabulary.
+    pub crowded: usize,
+}
+
+/// The vocabulary share above which a frequency counts as crowded (a background shared by
+/// most words rather than a semantic mode).
+pub const CROWDED_SHARE: f64 = 0.15;
+
+impl UsageStats {
+    /// From the words per frequency (`frequency_usage`) of a vocabulary of `vocab_size` words.
+    pub fn from_usage(usage: &[u64], vocab_size: usize) -> Self {
+        let total: u64 = usage.iter().sum();
+        let v = vocab_size.max(1) as f64;
+        let entropy: f64 = usage
+            .iter()
+            .filter(|&&u| u > 0)
+            .map(|&u| {
+                let p = u as f64 / total as f64;
+                -p * p.ln()
+            })
+            .sum();
+        UsageStats {
+            in_use: usage.iter().filter(|&&u| u > 0).count(),
+            effective: if total > 0 { entropy.exp() } else { 0.0 },
+            largest_share: usage.iter().max().map_or(0.0, |&m| m as f64 / v),
+            crowded: usage
+                .iter()
+                .filter(|&&u| u as f64 > CROWDED_SHARE * v)
+                .count(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod usage_tests {
+    use super::*;
+
+    #[test]
+    fn usage_stats_tell_even_from_collapsed() {
+        // Even: 4 frequencies, 10 words each, of 20 words.
+        let even = UsageStats::from_usage(&[10, 10, 10, 10], 20);
+        assert_eq!(even.in_use, 4);
+        assert!((even.effective - 4.0).abs() < 1e-9);
+        assert!((even.largest_share - 0.5).abs() < 1e-12);
+        assert_eq!(even.crowded, 4);
+        // Collapsed: one frequency holds everything.
+        let collapsed = UsageStats::from_usage(&[0, 100, 0, 0, 1], 100);
+        assert_eq!(collapsed.in_use, 2);
+        assert!(collapsed.effective < 1.1 && collapsed.effective > 1.0);
+        assert_eq!(collapsed.largest_share, 1.0);
+        assert_eq!(collapsed.crowded, 1);
+        let empty = UsageStats::from_usage(&[0, 0], 5);
+        assert_eq!((empty.in_use, empty.effective, empty.crowded), (0, 0.0, 0));
     }
 }

@@ -11,10 +11,10 @@ use crate::error::{CssError, Result};
 use crate::kernels::{Cand, Isa, Members, SparseAcc, Step};
 use crate::rng::Rng;
 use crate::sampler::AliasSampler;
-use crate::spectra::{InitParams, SharedSpectra, Spectra, WordBuf, EMPTY, MAX_K};
+use crate::spectra::{InitParams, SharedSpectra, Spectra, UsageStats, WordBuf, EMPTY, MAX_K};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 /// Amplitudes are clamped here so that even absurd learning rates can never overflow f32 into
@@ -82,6 +82,14 @@ pub struct TrainParams {
     pub max_norm: Option<f32>,
     pub sample: f64,
     pub exploration_fraction: f64,
+    /// Usage-balanced selection: while exploring, a candidate's magnitude is weighted by
+    /// `min(1, share / usage)^gamma`, where `usage` is the number of words holding the
+    /// frequency and `share = K·V/D` its even share, so an entry on a crowded frequency must be
+    /// stronger to be kept. 0 is plain top-K by magnitude.
+    pub balance_gamma: f32,
+    /// Subtracted from every score before the loss: words with disjoint supports then score
+    /// below zero, so negatives need not share frequencies with a context to be told apart.
+    pub score_bias: f32,
     pub explore_prune_threshold: f32,
     pub refine_prune_threshold: f32,
     pub refine_prune_every: u32,
@@ -95,7 +103,7 @@ impl Default for TrainParams {
     fn default() -> Self {
         TrainParams {
             frequency_dim: 200,
-            max_frequencies: 8,
+            max_frequencies: 16,
             min_init_frequencies: None,
             init_amp_min: 0.001,
             init_amp_max: 0.01,
@@ -106,7 +114,7 @@ impl Default for TrainParams {
             negative_distribution: NegativeDistribution::Unigram,
             loss: Loss::Logistic,
             margin: 0.5,
-            learning_rate: 0.3,
+            learning_rate: 0.2,
             min_lr: 1e-4,
             lr_schedule: LrSchedule::Linear,
             negative_lr_scale: 0.1,
@@ -116,6 +124,8 @@ impl Default for TrainParams {
             max_norm: None,
             sample: 1e-4,
             exploration_fraction: 0.2,
+            balance_gamma: 8.0,
+            score_bias: 2.0,
             explore_prune_threshold: 0.001,
             refine_prune_threshold: 1e-4,
             refine_prune_every: 1000,
@@ -219,6 +229,15 @@ impl TrainParams {
                 "must be in [0, 1]",
             ));
         }
+        finite_at_least("balance_gamma", self.balance_gamma as f64, 0.0, false)?;
+        if self.balance_gamma > 32.0 {
+            return Err(CssError::invalid(
+                "balance_gamma",
+                self.balance_gamma,
+                "must be in [0, 32]",
+            ));
+        }
+        finite_at_least("score_bias", self.score_bias as f64, 0.0, false)?;
         if self.refine_prune_every == 0 {
             return Err(CssError::invalid("refine_prune_every", 0, "must be >= 1"));
         }
@@ -329,6 +348,14 @@ pub struct EpochStats {
     pub loss: f64,
     pub avg_active: f64,
     pub empty_words: usize,
+    /// How the entries spread over the frequencies at the epoch's end (`UsageStats`; states
+    /// saved before these figures existed read back as 0).
+    #[serde(default)]
+    pub effective_frequencies: f64,
+    #[serde(default)]
+    pub largest_share: f64,
+    #[serde(default)]
+    pub crowded_frequencies: usize,
     pub tokens: u64,
     pub positions: u64,
     pub negative_updates: u64,
@@ -429,6 +456,11 @@ pub struct Trainer {
     pool: rayon::ThreadPool,
     last_rate: f64,
     isa: Isa,
+    /// Words holding each frequency, kept up to date by exploration steps when selection is
+    /// usage-balanced (empty otherwise), recounted from the spectra at every epoch start.
+    usage: Vec<AtomicI32>,
+    /// Selection weight on a squared magnitude by usage count (index clamped to 1..=V).
+    balance: Vec<f32>,
 }
 
 fn build_pool(threads: usize) -> Result<rayon::ThreadPool> {
@@ -455,6 +487,26 @@ fn keep_probabilities(counts: &[u64], sample: f64) -> Vec<f32> {
                 let f = c as f64;
                 (((f / t).sqrt() + 1.0) * t / f).min(1.0) as f32
             }
+        })
+        .collect()
+}
+
+/// The usage-balanced selection weights on squared magnitudes, `min(1, share / u)^(2·gamma)`
+/// for a usage count `u` in `0..=V`, with `share = K·V/D`. Empty when gamma is 0.
+///
+/// Only crowding is penalised: a frequency under its share gets no bonus. (Measured on gcide:
+/// boosting rare frequencies too, `(share / u)^gamma` unclamped, makes words adopt whatever
+/// tiny entry lands on an unused frequency, and WordSim-353 falls to ~0.42 at K = 8.)
+fn balance_weights(p: &TrainParams, vocab_size: usize) -> Vec<f32> {
+    if p.balance_gamma <= 0.0 {
+        return Vec::new();
+    }
+    let share = (p.max_frequencies * vocab_size) as f64 / p.frequency_dim as f64;
+    (0..=vocab_size)
+        .map(|u| {
+            let r = (share / u.max(1) as f64).min(1.0);
+            let w = r.powf(2.0 * p.balance_gamma as f64);
+            w.min(f32::MAX as f64) as f32
         })
         .collect()
 }
@@ -561,8 +613,24 @@ impl Trainer {
             pool: build_pool(threads)?,
             last_rate: 0.0,
             isa: Isa::from_env()?,
+            usage: Vec::new(),
+            balance: balance_weights(&params, counts.len()),
             params,
         })
+        .map(|mut t| {
+            t.recount_usage();
+            t
+        })
+    }
+
+    /// Sets the usage counts from the spectra (with one thread the running counts are always
+    /// equal to this; with several, racing updates can make them drift a little).
+    fn recount_usage(&mut self) {
+        if self.balance.is_empty() {
+            return;
+        }
+        let counts = self.spectra.frequency_usage(self.params.frequency_dim);
+        self.usage = counts.iter().map(|&c| AtomicI32::new(c as i32)).collect();
     }
 
     /// Splits the documents into one contiguous slice per worker, each with its own RNG
@@ -578,6 +646,7 @@ impl Trainer {
         self.epoch_tally = Tally::default();
         self.epoch_tokens_start = self.tokens_done.load(Relaxed);
         self.epoch_seconds = 0.0;
+        self.recount_usage();
     }
 
     fn epoch_finished(&self) -> bool {
@@ -586,11 +655,18 @@ impl Trainer {
 
     fn finish_epoch(&mut self, corpus: &Corpus<'_>) {
         let v = self.spectra.vocab_size().max(1);
+        let usage = UsageStats::from_usage(
+            &self.spectra.frequency_usage(self.params.frequency_dim),
+            self.spectra.vocab_size(),
+        );
         self.epoch_stats.push(EpochStats {
             epoch: self.epoch + 1,
             loss: self.epoch_tally.mean_loss().unwrap_or(f64::NAN),
             avg_active: self.spectra.active_slots() as f64 / v as f64,
             empty_words: self.spectra.empty_words(),
+            effective_frequencies: usage.effective,
+            largest_share: usage.largest_share,
+            crowded_frequencies: usage.crowded,
             tokens: self.tokens_done.load(Relaxed) - self.epoch_tokens_start,
             positions: self.epoch_tally.positions,
             negative_updates: self.epoch_tally.negative_updates,
@@ -655,6 +731,8 @@ impl Trainer {
             total_planned: self.total_planned().max(1),
             epoch: self.epoch,
             isa: self.isa,
+            usage: &self.usage,
+            balance: &self.balance,
         };
         let workers = &mut self.workers;
         let results: Vec<_> = self.pool.install(|| {
@@ -924,6 +1002,83 @@ struct Shared<'a> {
     total_planned: u64,
     epoch: usize,
     isa: Isa,
+    usage: &'a [AtomicI32],
+    balance: &'a [f32],
+}
+
+/// A worker's side of usage-balanced selection: its view of the words per frequency is the
+/// shared counts plus its own changes not yet published (publishing each change at once would
+/// make the cores fight over the counters' cache lines; with one thread the view is exact).
+/// The selection weights are taken from that view at the start of each document: looked up
+/// per candidate they cost more than the rest of an exploration step (measured: exploration
+/// ~3x slower), and a document moves the counts of a frequency by a few words in thousands.
+#[derive(Default)]
+struct Balance {
+    pending: Vec<i32>,
+    /// Each frequency's selection weight, as of the start of the current document.
+    weights: Vec<f32>,
+    /// Candidates with their selection keys, for the top-K choice.
+    ranked: Vec<(f32, Cand)>,
+}
+
+impl Balance {
+    fn new(sh: &Shared<'_>) -> Self {
+        Balance {
+            pending: vec![0; sh.usage.len()],
+            weights: vec![1.0; sh.usage.len()],
+            ..Balance::default()
+        }
+    }
+
+    /// Takes the weights from the current counts (at a document start: with one thread, a
+    /// run paused and resumed between documents sees the same weights).
+    fn refresh(&mut self, sh: &Shared<'_>) {
+        let top = sh.balance.len() - 1;
+        for ((w, u), d) in self.weights.iter_mut().zip(sh.usage).zip(&self.pending) {
+            *w = sh.balance[((u.load(Relaxed) + d).max(0) as usize).min(top)];
+        }
+    }
+
+    /// The selection weight of frequency `f` (1 when selection is not balanced).
+    #[inline]
+    fn weight(&self, f: u16) -> f32 {
+        self.weights.get(f as usize).copied().unwrap_or(1.0)
+    }
+
+    /// Moves the counts from the support `old` to the kept candidates' support (a frequency in
+    /// both is taken off and put back: no set difference to compute).
+    fn moved(&mut self, old: &[u16], kept: impl Iterator<Item = u16>) {
+        for &f in old {
+            self.pending[f as usize] -= 1;
+        }
+        for f in kept {
+            self.pending[f as usize] += 1;
+        }
+    }
+
+    /// Adds this worker's changes to the shared counts.
+    fn publish(&mut self, sh: &Shared<'_>) {
+        for (f, d) in self
+            .pending
+            .iter_mut()
+            .enumerate()
+            .filter(|(_, d)| **d != 0)
+        {
+            sh.usage[f].fetch_add(std::mem::take(d), Relaxed);
+        }
+    }
+
+    /// Keeps the `k` candidates of largest weighted squared magnitude.
+    fn select(&mut self, cands: &mut Vec<Cand>, k: usize) {
+        self.ranked.clear();
+        for c in cands.iter() {
+            self.ranked.push((c.mag2 * self.weight(c.f), *c));
+        }
+        self.ranked
+            .select_nth_unstable_by(k - 1, |a, b| b.0.total_cmp(&a.0));
+        cands.clear();
+        cands.extend(self.ranked[..k].iter().map(|r| r.1));
+    }
 }
 
 /// Scratch that updates write into: the context and error accumulators and candidate lists.
@@ -937,6 +1092,8 @@ struct Work {
     /// than a store (at most K: the word's own entries).
     step: Step,
     slots: [Cand; MAX_K],
+    /// Usage-balanced selection's state (unused when it is off).
+    balance: Balance,
 }
 
 /// Spectra copied out for the current position (reused; `len` says what is valid, so they
@@ -962,7 +1119,8 @@ struct Scratch {
 }
 
 impl Scratch {
-    fn new(p: &TrainParams) -> Self {
+    fn new(sh: &Shared<'_>) -> Self {
+        let p = sh.params;
         let w = p.window_size.min(1024);
         Scratch {
             work: Work {
@@ -972,6 +1130,7 @@ impl Scratch {
                 cands: Vec::with_capacity(p.max_frequencies * (2 * w + p.negative_count + 2)),
                 step: Step::default(),
                 slots: [Cand::default(); MAX_K],
+                balance: Balance::new(sh),
             },
             bufs: Bufs {
                 target: WordBuf::default(),
@@ -994,7 +1153,7 @@ fn run_worker(
     w: &mut WorkerCursor,
     deadline: Instant,
 ) -> std::result::Result<Tally, (u32, Tally)> {
-    let mut scratch = Scratch::new(sh.params);
+    let mut scratch = Scratch::new(sh);
     let mut tally = Tally::default();
     let check_every = sh.params.training_batch_size.max(1);
     let mut since_check = 0usize;
@@ -1015,6 +1174,7 @@ fn run_worker(
             &mut tally,
         ) {
             sh.tokens_done.fetch_add(pending, Relaxed);
+            scratch.work.balance.publish(sh);
             return Err((bad, tally));
         }
         pending += doc.len() as u64;
@@ -1025,12 +1185,14 @@ fn run_worker(
             since_check = 0;
             sh.tokens_done
                 .fetch_add(std::mem::take(&mut pending), Relaxed);
+            scratch.work.balance.publish(sh);
             if Instant::now() >= deadline {
                 break;
             }
         }
     }
     sh.tokens_done.fetch_add(pending, Relaxed);
+    scratch.work.balance.publish(sh);
     Ok(tally)
 }
 
@@ -1063,6 +1225,9 @@ fn train_document(
         kept += (keep >= 1.0 || rng.next_f32() < keep) as usize;
     }
     s.sentence.truncate(kept);
+    if explore && !sh.balance.is_empty() {
+        s.work.balance.refresh(sh);
+    }
     for &w in &s.sentence {
         sh.spectra.prefetch(w as usize);
     }
@@ -1159,7 +1324,7 @@ fn train_position(
 
     let target = sentence[t];
     sh.spectra.load(target as usize, &mut bufs.target);
-    let score_w = sh.isa.dot(&bufs.target, &work.ctx);
+    let score_w = sh.isa.dot(&bufs.target, &work.ctx) - p.score_bias;
 
     negs.clear();
     for &neg in next_negs.iter() {
@@ -1168,7 +1333,7 @@ fn train_position(
         }
         let buf = &mut bufs.negs[negs.len()];
         sh.spectra.load(neg as usize, buf);
-        negs.push((neg, sh.isa.dot(buf, &work.ctx)));
+        negs.push((neg, sh.isa.dot(buf, &work.ctx) - p.score_bias));
     }
     draw_negatives(sh, rng, next_negs);
 
@@ -1299,15 +1464,18 @@ fn update_word(
         cands,
         step,
         slots,
+        balance,
     } = work;
     let x = match which {
         Acc::Ctx => &*ctx,
         Acc::Err => &*err,
     };
     if explore {
-        explore_step(sh, word, current, scale, x, lr, members, cands, step);
+        explore_step(
+            sh, word, current, scale, x, lr, members, cands, step, balance,
+        );
     } else {
-        refine(sh, word, current, scale, x, lr, step, slots);
+        refine(sh, word, current, scale, x, lr, step, slots, balance);
     }
 }
 
@@ -1326,6 +1494,7 @@ fn explore_step(
     members: &mut Members,
     cands: &mut Vec<Cand>,
     step: &mut Step,
+    balance: &mut Balance,
 ) {
     let p = sh.params;
     let n = current.len.min(MAX_K);
@@ -1358,21 +1527,30 @@ fn explore_step(
     } else {
         0.0
     };
+    // (With usage-balanced selection the bar is the smallest own key: weights are at most 1,
+    // so a weaker entry cannot win even on an uncrowded frequency.)
     if own >= k {
-        let smallest = cands.iter().fold(f32::INFINITY, |m, c| m.min(c.mag2));
+        let smallest = cands
+            .iter()
+            .fold(f32::INFINITY, |m, c| m.min(c.mag2 * balance.weight(c.f)));
         bar = bar.max(smallest);
     }
     sh.isa.new_candidates(x, scale, bar, members, cands);
     if own_inside && cands.len() == own && store_step_values(sh, word, current, step, lr) {
         return;
     }
-    // Projection onto K-sparse spectra: keep the K largest magnitudes.
+    // Projection onto K-sparse spectra: keep the K largest magnitudes (weighted by usage
+    // when selection is balanced).
     if cands.len() > k {
-        cands.select_nth_unstable_by(k - 1, |a, b| b.mag2.total_cmp(&a.mag2));
-        cands.truncate(k);
+        if sh.balance.is_empty() {
+            cands.select_nth_unstable_by(k - 1, |a, b| b.mag2.total_cmp(&a.mag2));
+            cands.truncate(k);
+        } else {
+            balance.select(cands, k);
+        }
     }
     shrink(p, lr, cands);
-    store_kept(sh, word, cands, floor2);
+    store_kept(sh, word, current, cands, floor2, balance);
 }
 
 /// The own candidates of a word whose record a torn concurrent write left with a frequency
@@ -1420,6 +1598,7 @@ fn refine(
     lr: f32,
     step: &mut Step,
     slots: &mut [Cand; MAX_K],
+    balance: &mut Balance,
 ) {
     let p = sh.params;
     let floor2 = prune_floor2(sh, word, false);
@@ -1434,7 +1613,7 @@ fn refine(
         *slot = cand;
     }
     shrink(p, lr, slots);
-    store_kept(sh, word, slots, floor2);
+    store_kept(sh, word, current, slots, floor2, balance);
 }
 
 /// The step's new values on the word's own entries, as candidates.
@@ -1499,15 +1678,25 @@ fn prune_floor2(sh: &Shared<'_>, word: u32, explore: bool) -> f32 {
     prune.map_or(0.0, |th| th * th)
 }
 
-/// Stores the candidates above `floor2` (thresholds are >= 0, so exact zeros always go).
-fn store_kept(sh: &Shared<'_>, word: u32, cands: &[Cand], floor2: f32) {
-    sh.spectra.store_entries(
-        word as usize,
-        cands
-            .iter()
-            .filter(|c| c.mag2 > floor2)
-            .map(|c| (c.f, c.re, c.im)),
-    );
+/// Stores the candidates above `floor2` (thresholds are >= 0, so exact zeros always go) in
+/// place of `current`, the record as loaded.
+fn store_kept(
+    sh: &Shared<'_>,
+    word: u32,
+    current: &WordBuf,
+    cands: &[Cand],
+    floor2: f32,
+    balance: &mut Balance,
+) {
+    let kept = cands.iter().filter(|c| c.mag2 > floor2);
+    if !sh.balance.is_empty() {
+        balance.moved(
+            &current.freq[..current.len.min(MAX_K)],
+            kept.clone().map(|c| c.f),
+        );
+    }
+    sh.spectra
+        .store_entries(word as usize, kept.map(|c| (c.f, c.re, c.im)));
 }
 
 /// A value `clamp` changes: NaN, infinite (above the limit too) or above AMP_LIMIT.
@@ -1644,22 +1833,98 @@ mod tests {
     #[test]
     fn pausing_and_resuming_gives_the_same_spectra() {
         let (ids, offsets) = clustered_corpus(200, 2);
-        let reference = train_all(small_params(1), &ids, &offsets).state_bytes();
-        let counts = vec![100u64; 10];
-        let corpus = Corpus::new(&ids, &offsets).unwrap();
-        let mut t = Trainer::new(small_params(1), &counts, &corpus).unwrap();
-        let mut steps = 0;
-        while !t.is_done() {
-            // Zero budget: every step does one work unit, then we round-trip the state.
-            t.step(&corpus, Duration::ZERO).unwrap();
-            let bytes = t.state_bytes();
-            t = Trainer::resume(small_params(1), &counts, &corpus, &bytes).unwrap();
-            steps += 1;
+        let balanced = TrainParams {
+            balance_gamma: 2.0,
+            score_bias: 1.0,
+            exploration_fraction: 0.6,
+            ..small_params(1)
+        };
+        for params in [small_params(1), balanced] {
+            let reference = train_all(params.clone(), &ids, &offsets).state_bytes();
+            let counts = vec![100u64; 10];
+            let corpus = Corpus::new(&ids, &offsets).unwrap();
+            let mut t = Trainer::new(params.clone(), &counts, &corpus).unwrap();
+            let mut steps = 0;
+            while !t.is_done() {
+                // Zero budget: every step does one work unit, then we round-trip the state.
+                t.step(&corpus, Duration::ZERO).unwrap();
+                let bytes = t.state_bytes();
+                t = Trainer::resume(params.clone(), &counts, &corpus, &bytes).unwrap();
+                steps += 1;
+            }
+            assert!(steps > 10);
+            let reference = Trainer::resume(params, &counts, &corpus, &reference).unwrap();
+            assert_eq!(t.spectra.to_raw(), reference.spectra.to_raw());
+            assert_eq!(t.snapshot(), reference.snapshot());
         }
-        assert!(steps > 10);
-        let reference = Trainer::resume(small_params(1), &counts, &corpus, &reference).unwrap();
-        assert_eq!(t.spectra.to_raw(), reference.spectra.to_raw());
-        assert_eq!(t.snapshot(), reference.snapshot());
+    }
+
+    /// `clusters` groups of 6 words; each document draws 20 words of one group.
+    fn many_clusters(clusters: u32, docs: usize, seed: u64) -> (Vec<u32>, Vec<i64>) {
+        let mut rng = Rng::new(seed);
+        let (mut ids, mut offsets) = (Vec::new(), vec![0i64]);
+        for _ in 0..docs {
+            let base = 6 * rng.below(clusters as usize) as u32;
+            ids.extend((0..20).map(|_| base + rng.below(6) as u32));
+            offsets.push(ids.len() as i64);
+        }
+        (ids, offsets)
+    }
+
+    /// With one thread the running usage counts of balanced selection are exactly the words
+    /// per frequency of the spectra, at any point of exploration.
+    #[test]
+    fn usage_counts_follow_the_spectra() {
+        let (ids, offsets) = many_clusters(8, 300, 3);
+        let counts = vec![100u64; 48];
+        let corpus = Corpus::new(&ids, &offsets).unwrap();
+        let params = TrainParams {
+            balance_gamma: 2.0,
+            exploration_fraction: 1.0,
+            ..small_params(1)
+        };
+        let mut t = Trainer::new(params, &counts, &corpus).unwrap();
+        for _ in 0..20 {
+            t.step(&corpus, Duration::ZERO).unwrap();
+            let running: Vec<u64> = t.usage.iter().map(|u| u.load(Relaxed) as u64).collect();
+            assert_eq!(running, t.spectra.frequency_usage(40));
+        }
+    }
+
+    /// Plain top-K piles every word onto a few frequencies; balanced selection spreads them
+    /// while words of one cluster still end up more similar than words of two.
+    #[test]
+    fn balanced_selection_spreads_frequencies_and_keeps_clusters() {
+        let (ids, offsets) = many_clusters(8, 1500, 7);
+        let counts = vec![100u64; 48];
+        let corpus = Corpus::new(&ids, &offsets).unwrap();
+        let train = |gamma: f32| {
+            let params = TrainParams {
+                balance_gamma: gamma,
+                score_bias: 1.0,
+                exploration_fraction: 0.5,
+                ..small_params(1)
+            };
+            let mut t = Trainer::new(params, &counts, &corpus).unwrap();
+            while !t.is_done() {
+                t.step(&corpus, Duration::from_secs(60)).unwrap();
+            }
+            t.snapshot()
+        };
+        let spread = |s: &Spectra| {
+            UsageStats::from_usage(&crate::queries::frequency_usage(s), s.vocab_size).effective
+        };
+        let (plain, balanced) = (train(0.0), train(2.0));
+        assert!(
+            spread(&balanced) > spread(&plain) + 5.0,
+            "effective number {} balanced vs {} plain",
+            spread(&balanced),
+            spread(&plain)
+        );
+        let sim = |a: usize, b: usize| crate::queries::similarity(&balanced, a, b);
+        let within: f32 = (0..8).map(|c| sim(6 * c, 6 * c + 1)).sum::<f32>() / 8.0;
+        let across: f32 = (0..8).map(|c| sim(6 * c, (6 * c + 7) % 48)).sum::<f32>() / 8.0;
+        assert!(within > across + 0.3, "within {within} across {across}");
     }
 
     #[test]

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 import css_rs
-from css_rs import CSSModel, InputError, UnknownWordError, Vocabulary, analysis
+from css_rs import CSSModel, InputError, TrainConfig, UnknownWordError, Vocabulary, analysis
 from css_rs.persistence import metadata_path
-from css_rs.synthetic import POLYSEMOUS, TOPICS, cluster_of
+from css_rs.synthetic import POLYSEMOUS, TOPICS, cluster_of, generate_corpus
 
 
 def mostly(words: list[str], topic: str) -> bool:
@@ -40,10 +40,13 @@ def test_phase_ranking_finds_one_peak_per_planted_sense(model: CSSModel, word: s
     assert not set(found[topics[0]]) & set(found[topics[1]])
 
 
-def test_amplitude_ranking_mixes_the_senses_of_shared_frequencies(model: CSSModel) -> None:
-    """Why the phase matters: the amplitude-product ranking (ALGORITHM.md's) ignores that
-    clusters share a frequency at different phases, so a planted sense that the phase ranking
-    finds (test above) does not show."""
+def test_amplitude_ranking_mixes_the_senses_of_shared_frequencies() -> None:
+    """Why the phase matters: under plain top-K selection (no usage balancing) clusters share
+    frequencies at different phases, and the amplitude-product ranking (ALGORITHM.md's)
+    ignores that, so a planted sense that the phase ranking finds does not show."""
+    texts = generate_corpus(3000, seed=5)
+    plain = TrainConfig(threads=1, balance_gamma=0.0, score_bias=0.0, max_frequencies=8)
+    model = css_rs.train(texts, Vocabulary.from_texts(texts), plain.replace(learning_rate=0.3))
     missed = [
         (word, topic)
         for word, topics in POLYSEMOUS.items()
@@ -179,7 +182,10 @@ def test_model_info_reads_the_metadata_file(model: CSSModel, tmp_path: Path) -> 
     model.save(path)
     bare = analysis.model_info(model, path)
     assert bare.training is None and bare.metadata_path is None
-    assert (bare.vocab_size, bare.frequency_dim, bare.max_frequencies) == (len(model), 200, 8)
+    assert (bare.vocab_size, bare.frequency_dim, bare.max_frequencies) == (len(model), 200, 16)
+    assert bare.frequencies_used == model.usage_stats().in_use
+    assert bare.effective_frequencies == pytest.approx(model.usage_stats().effective)
+    assert bare.crowded_frequencies == model.usage_stats().crowded
     assert bare.file_size == path.stat().st_size
     assert sum(bare.active_histogram) == len(model)
     meta = {

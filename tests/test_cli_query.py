@@ -57,12 +57,15 @@ def css_rs_process(*args: object) -> subprocess.CompletedProcess[str]:
 def test_info(model: CSSModel, model_path: Path) -> None:
     facts = run_json("info", model_path)
     assert facts["vocab_size"] == len(model)
-    assert (facts["frequency_dim"], facts["max_frequencies"]) == (200, 8)
+    assert (facts["frequency_dim"], facts["max_frequencies"]) == (200, 16)
+    assert facts["effective_frequencies"] == pytest.approx(model.usage_stats().effective)
+    assert facts["largest_share"] == pytest.approx(model.usage_stats().largest_share)
     assert facts["avg_active"] == pytest.approx(model.avg_active())
     assert sum(facts["active_histogram"]) == len(model)
     assert facts["file_size"] == model_path.stat().st_size
     text = run("info", model_path).stdout
-    assert f"{len(model):,} words" in text and "D = 200" in text and "K = 8" in text
+    assert f"{len(model):,} words" in text and "D = 200" in text and "K = 16" in text
+    assert f"effective number of frequencies {model.usage_stats().effective:.1f}" in text
     assert "no metadata file" in text
 
 

@@ -21,6 +21,8 @@ from css_rs import CSSModel, TrainConfig, Trainer, TrainingState, Vocabulary
 from css_rs.synthetic import POLYSEMOUS, TOPICS, generate_corpus
 
 ONE_THREAD = TrainConfig(threads=1, seed=7)
+# The selection rule before usage balancing (plain top-K, no score bias), at its defaults.
+PLAIN_TOP_K = {"balance_gamma": 0.0, "score_bias": 0.0, "max_frequencies": 8, "learning_rate": 0.3}
 
 
 @pytest.fixture(scope="module")
@@ -260,6 +262,30 @@ def test_collapse_is_reported(corpus: list[str], vocab: Vocabulary) -> None:
         css_rs.train(corpus[:300], vocab, ONE_THREAD.replace(sparsity_penalty=50.0, epochs=1))
 
 
+def test_collapse_onto_few_frequencies_is_reported(corpus: list[str], vocab: Vocabulary) -> None:
+    # Plain top-K selection over a large frequency space piles every word onto a few of them.
+    trainer = Trainer(corpus, vocab, ONE_THREAD.replace(frequency_dim=400, **PLAIN_TOP_K))
+    with pytest.warns(RuntimeWarning, match=r"collapsed onto few frequencies: effective number"):
+        model = trainer.run()
+    assert trainer.epoch_stats[-1]["effective_frequencies"] < 40
+    assert trainer.epoch_stats[-1]["effective_frequencies"] == pytest.approx(
+        model.usage_stats().effective
+    )
+
+
+def test_balanced_selection_spreads_words_over_frequencies(
+    corpus: list[str], vocab: Vocabulary, model: CSSModel
+) -> None:
+    plain_model = css_rs.train(corpus, vocab, ONE_THREAD.replace(**PLAIN_TOP_K))
+    balanced = css_rs.train(corpus, vocab, ONE_THREAD.replace(max_frequencies=8))
+    plain, spread = plain_model.usage_stats(), balanced.usage_stats()
+    assert spread.effective > 2 * plain.effective
+    assert spread.largest_share < 0.5 < plain.largest_share
+    words = [w for ws in TOPICS.values() for w in ws]
+    good = sum(all(same_cluster(w, n) for n, _ in balanced.similar(w, 3)) for w in words)
+    assert good / len(words) >= 0.8
+
+
 def test_corpus_arrays_are_validated(vocab: Vocabulary) -> None:
     bad_id = np.array([0, len(vocab)], dtype=np.uint32)
     trainer = Trainer((bad_id, np.array([0, 2])), vocab, ONE_THREAD)
@@ -285,6 +311,8 @@ def test_corpus_arrays_are_validated(vocab: Vocabulary) -> None:
         ({"loss": "hinge"}, "hinge.*normalize = 'l2' or max_norm"),
         ({"threads": -1}, "threads = -1 is invalid"),
         ({"exploration_fraction": 1.5}, "exploration_fraction = 1.5 is invalid"),
+        ({"balance_gamma": 33.0}, r"balance_gamma = 33.0 is invalid: must be a finite number >= 0"),
+        ({"score_bias": -1.0}, "score_bias = -1.0 is invalid"),
     ],
 )
 def test_config_errors_name_field_value_and_range(changes: dict[str, object], message: str) -> None:

@@ -133,7 +133,7 @@ def test_missing_model_file(tmp_path: Path) -> None:
 def test_spectrum_similar_and_similarity(model: CSSModel) -> None:
     spec = model.spectrum("cat")
     amps = [a for _, a, _ in spec]
-    assert amps == sorted(amps, reverse=True) and len(spec) <= 8
+    assert amps == sorted(amps, reverse=True) and len(spec) <= model.max_frequencies
     assert model.spectrum("cat", top=2) == spec[:2]
     top = model.similar("cat", k=4)
     assert len(top) == 4 and "cat" not in [w for w, _ in top]
@@ -244,3 +244,14 @@ def test_most_similar_with_positive_and_negative_words(model: CSSModel) -> None:
         model.most_similar()
     with pytest.raises(UnknownWordError):
         model.most_similar(positive=["cat", "zzzz"])
+
+
+def test_usage_stats_match_the_frequency_usage(model: CSSModel) -> None:
+    """The engine's spread figures, recomputed from the words per frequency with numpy."""
+    usage = model.frequency_usage().astype(np.float64)
+    shares = usage[usage > 0] / usage.sum()
+    stats = model.usage_stats()
+    assert stats.in_use == np.count_nonzero(usage)
+    assert stats.effective == pytest.approx(np.exp(-(shares * np.log(shares)).sum()))
+    assert stats.largest_share == pytest.approx(usage.max() / len(model))
+    assert stats.crowded == np.count_nonzero(usage > 0.15 * len(model))

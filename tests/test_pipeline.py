@@ -127,6 +127,22 @@ def test_progress_without_a_terminal_is_plain_lines(tmp_path: Path) -> None:
     assert "Epoch 1/2: loss" in out and "Epoch 2/2: loss" in out
 
 
+def test_epochs_report_the_spread_and_a_collapse_is_warned(tmp_path: Path) -> None:
+    """The effective number of frequencies is in every epoch line and in the metadata, and a
+    run whose words pile onto a few frequencies says so."""
+    out = run_training(tmp_path / "spread")
+    meta = json.loads((tmp_path / "spread" / "models" / "css_model.metadata.json").read_text())
+    last = meta["stats"]["epochs"][-1]
+    assert f"effective number {last['effective_frequencies']:.1f}/200" in out
+    assert last["effective_frequencies"] > 100 and "collapsed" not in out
+    # Plain top-K selection on a corpus large enough to learn from: every word ends on the
+    # same few of the 400 frequencies.
+    plain = {"balance_gamma": 0.0, "score_bias": 0.0, "max_frequencies": 8, "learning_rate": 0.3}
+    bigger = {"frequency_dim": 400, "synthetic_documents": 2000, "sample": 1e-3}
+    collapsed = run_training(tmp_path / "plain", **plain, **bigger)
+    assert "warning: the spectra collapsed onto few frequencies: effective number" in collapsed
+
+
 def test_progress_on_a_terminal_draws_bars() -> None:
     out = io.StringIO()
     reporter = Reporter(out, live=True)

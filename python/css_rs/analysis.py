@@ -68,8 +68,10 @@ DEFAULT_NEIGHBOURHOOD = 20
 # mean cosine with them: one sense's neighbours are about as close to each other as to the word
 # (0.9 vs 0.6 for 'bank' on the synthetic corpus), two senses' are not (-0.1).
 DEFAULT_MERGE_RATIO = 0.5
-# A group of neighbours lighter than this fraction of the heaviest is noise, not a sense.
+# A group of neighbours lighter than this fraction of the heaviest is noise, not a sense...
 DEFAULT_MIN_SHARE = 0.25
+# ... unless two of its words came from one of the word's peaks and it reaches this fraction.
+DEFAULT_MODE_SHARE = 0.2
 
 
 class MissingDependencyError(CssRsError):
@@ -293,12 +295,16 @@ def peak_to_dict(peak: Peak) -> dict[str, Any]:
 class SenseAnalyzer:
     """Peaks, sense neighbours and senses of words, with one set of settings.
 
-    The senses of a word come from its ``neighbourhood`` nearest words (complex cosine > 0),
-    grouped by average linkage: two groups join while their mean mutual cosine is at least
-    ``merge_ratio`` x the word's mean cosine with its neighbourhood (a scale taken from the
-    word itself, so it adapts to each model). Groups lighter than ``min_share`` x the heaviest,
-    or of one word, are not senses. Each peak is attached to the sense it contributes most
-    similarity to (its term of the complex inner product, summed over the sense's members).
+    The senses of a word come from its ``neighbourhood`` nearest words (complex cosine > 0)
+    and, with ``modes`` (the default), from its peaks' sense neighbours: the words that share a
+    peak frequency with it at an aligned phase. They are grouped by average linkage: two groups
+    join while their mean mutual cosine is at least ``merge_ratio`` x the word's mean cosine
+    with its nearest words (a scale taken from the word itself, so it adapts to each model).
+    Groups of one word are not senses, nor groups lighter than ``min_share`` x the heaviest
+    unless two of their words came from one peak: the nearest words are filled by a word's
+    frequent sense, and a rarer sense shows only through the frequency that carries it. Each
+    peak is attached to the sense it contributes most similarity to (its term of the complex
+    inner product, summed over the sense's members).
     """
 
     def __init__(
@@ -311,6 +317,8 @@ class SenseAnalyzer:
         neighbourhood: int = DEFAULT_NEIGHBOURHOOD,
         merge_ratio: float = DEFAULT_MERGE_RATIO,
         min_share: float = DEFAULT_MIN_SHARE,
+        modes: bool = True,
+        mode_share: float = DEFAULT_MODE_SHARE,
         index: Optional[FrequencyIndex] = None,
     ) -> None:
         if rank not in RANKINGS:
@@ -323,6 +331,7 @@ class SenseAnalyzer:
         self.index = index or FrequencyIndex(model)
         self.peak_ratio, self.k, self.rank = peak_ratio, k, rank
         self.neighbourhood, self.merge_ratio, self.min_share = neighbourhood, merge_ratio, min_share
+        self.modes, self.mode_share = modes, mode_share
 
     def polysemy(self, word_ids: Sequence[int]) -> list[Polysemy]:
         """Peaks and their sense neighbours for each word."""
@@ -361,17 +370,25 @@ class SenseAnalyzer:
         near = self.index.nearest(word_id, self.neighbourhood, dots)
         if len(near) < 2:
             return []
-        ids = np.array([i for i, _ in near], dtype=np.int64)
-        cosines = np.array([c for _, c in near])
+        ids, from_peak = self._candidates(near, peaks)
         rows = self.index.unit_rows(np.concatenate([[word_id], ids]))
+        cosines = rows[1:] @ rows[0]
         mutual = rows[1:] @ rows[1:].T
-        groups = _average_linkage(mutual, self.merge_ratio * float(cosines.mean()))
+        # The scale comes from the nearest words alone: the peaks' modes add words that are
+        # further from the word (its less frequent senses), which must not lower the bar.
+        scale = float(np.mean([c for _, c in near]))
+        groups = _average_linkage(mutual, self.merge_ratio * scale)
         groups = [g for g in groups if len(g) >= 2]
         groups.sort(key=lambda g: -cosines[g].sum())
         if not groups:
             return []
         heaviest = cosines[groups[0]].sum()
-        groups = [g for g in groups if cosines[g].sum() >= self.min_share * heaviest]
+        groups = [
+            g
+            for g in groups
+            if cosines[g].sum() >= self.min_share * heaviest
+            or (_carried(g, from_peak) and cosines[g].sum() >= self.mode_share * heaviest)
+        ]
         carriers = self._carriers(rows, peaks, groups)
         return [
             Sense(
@@ -380,6 +397,26 @@ class SenseAnalyzer:
             )
             for n, g in enumerate(groups)
         ]
+
+    def _candidates(
+        self, near: list[tuple[int, float]], peaks: list[Peak]
+    ) -> tuple[np.ndarray, list[int]]:
+        """The words senses are drawn from: the nearest ones, then the peaks' sense neighbours
+        (its modes) when ``modes`` is on. A sense that the frequent sense crowds out of the
+        nearest words still shows as a peak whose neighbours are close to each other. Returns
+        the ids and, per id, the index of the peak it came from (-1: a nearest word)."""
+        ids = [i for i, _ in near]
+        from_peak = [-1] * len(ids)
+        if self.modes:
+            seen = set(ids)
+            for n, peak in enumerate(peaks):
+                for word, _ in peak.neighbours:
+                    i = self.model.word_id(word)
+                    if i not in seen:
+                        seen.add(i)
+                        ids.append(i)
+                        from_peak.append(n)
+        return np.array(ids, dtype=np.int64), from_peak
 
     @staticmethod
     def _carriers(rows: np.ndarray, peaks: list[Peak], groups: list[list[int]]) -> list[int]:
@@ -394,6 +431,13 @@ class SenseAnalyzer:
             best = int(np.argmax(gains)) if gains else -1
             out.append(best if best >= 0 and gains[best] > 0 else -1)
         return out
+
+
+def _carried(group: list[int], from_peak: list[int]) -> bool:
+    """Whether at least two members of ``group`` came from the same peak's modes: a sense the
+    word holds a frequency for, however light its similarity mass."""
+    peaks = [from_peak[i] for i in group if from_peak[i] >= 0]
+    return any(peaks.count(n) >= 2 for n in set(peaks))
 
 
 def _average_linkage(similarity: np.ndarray, threshold: float) -> list[list[int]]:
@@ -522,6 +566,9 @@ class ModelInfo:
     avg_active: float
     active_histogram: list[int]
     frequencies_used: int
+    effective_frequencies: float
+    largest_share: float
+    crowded_frequencies: int
     metadata_path: Optional[str]
     training: Optional[dict[str, Any]]
     metadata_error: Optional[str] = None
@@ -534,6 +581,7 @@ def model_info(model: CSSModel, path: str | os.PathLike[str]) -> ModelInfo:
     """Describes ``model`` loaded from ``path``, with the summary of its metadata file (beside
     the model) when there is one; an unreadable metadata file is reported, not fatal."""
     meta = metadata_path(path)
+    usage = model.usage_stats()
     training, error = None, None
     if meta.is_file():
         try:
@@ -553,7 +601,10 @@ def model_info(model: CSSModel, path: str | os.PathLike[str]) -> ModelInfo:
         max_frequencies=model.max_frequencies,
         avg_active=model.avg_active(),
         active_histogram=[int(n) for n in active_histogram(model)],
-        frequencies_used=int(np.count_nonzero(model.frequency_usage())),
+        frequencies_used=usage.in_use,
+        effective_frequencies=usage.effective,
+        largest_share=usage.largest_share,
+        crowded_frequencies=usage.crowded,
         metadata_path=str(meta) if meta.is_file() else None,
         training=training,
         metadata_error=error,
@@ -818,8 +869,22 @@ def plot_overview(model: CSSModel, out: str | os.PathLike[str]) -> Path:
         fontsize=10,
     )
     usage = model.frequency_usage()
+    spread = model.usage_stats()
     bottom.bar(np.arange(len(usage)), usage, width=1.0, color="tab:orange")
+    # Log scale: a collapsed model has a few frequencies used by every word and the rest by a
+    # handful, which a linear axis shows as a few bars and nothing else.
+    bottom.set_yscale("log")
+    bottom.axhline(
+        0.15 * len(model), color="tab:red", linewidth=0.8, linestyle="--", label="15% of the words"
+    )
+    bottom.legend(loc="upper right", fontsize=8)
     bottom.set_xlim(-0.5, model.frequency_dim - 0.5)
     bottom.set_xlabel("frequency")
-    bottom.set_ylabel("words using it")
+    bottom.set_ylabel("words using it (log)")
+    bottom.set_title(
+        f"{spread.in_use} frequencies in use, effective number {spread.effective:.1f}, "
+        f"largest share {spread.largest_share:.0%}",
+        loc="left",
+        fontsize=10,
+    )
     return _save_figure(fig, out)

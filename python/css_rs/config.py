@@ -145,7 +145,7 @@ class TrainConfig:
     # --- model ---------------------------------------------------------------------------
     frequency_dim: int = _setting("model", 200, _int_range(1, 65534), "frequency space size D")
     max_frequencies: int = _setting(
-        "model", 8, _int_range(1, 64), "active frequencies per word K (<= frequency_dim)"
+        "model", 16, _int_range(1, 64), "active frequencies per word K (<= frequency_dim)"
     )
     min_init_frequencies: Optional[int] = _setting(
         "model", None, _optional(_int_range(1)), "random initial count in [this, K] (unset: K)"
@@ -168,7 +168,7 @@ class TrainConfig:
     loss: str = _setting("model", "logistic", _choice("logistic", "hinge"), "objective")
     margin: float = _setting("model", 0.5, _float_range(0.0), "hinge margin")
     learning_rate: float = _setting(
-        "model", 0.3, _float_range(0.0, 100.0, lo_open=True), "initial learning rate"
+        "model", 0.2, _float_range(0.0, 100.0, lo_open=True), "initial learning rate"
     )
     min_lr: float = _setting("model", 1e-4, _float_range(0.0), "final learning rate (linear)")
     lr_schedule: str = _setting(
@@ -184,6 +184,15 @@ class TrainConfig:
     sample: float = _setting("model", 1e-4, _float_range(0.0, 1.0), "subsampling threshold")
     exploration_fraction: float = _setting(
         "model", 0.2, _float_range(0.0, 1.0), "share of training with free supports"
+    )
+    balance_gamma: float = _setting(
+        "model",
+        8.0,
+        _float_range(0.0, 32.0),
+        "usage-balanced selection: weight min(1, share/usage)^gamma on crowded frequencies",
+    )
+    score_bias: float = _setting(
+        "model", 2.0, _float_range(0.0), "subtracted from every score (disjoint = negative)"
     )
     explore_prune_threshold: float = _setting(
         "model", 0.001, _float_range(0.0), "amplitudes pruned while exploring"

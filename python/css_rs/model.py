@@ -69,6 +69,21 @@ class Polysemy:
 
 
 @dataclass(frozen=True)
+class UsageStats:
+    """How a model's entries spread over its D frequencies."""
+
+    #: frequencies that hold at least one entry
+    in_use: int
+    #: exp of the entropy of the frequencies' shares of all entries (D if even, ~K if every
+    #: word sits on the same K frequencies)
+    effective: float
+    #: the largest fraction of the vocabulary with an entry on one frequency
+    largest_share: float
+    #: frequencies held by more than 15% of the vocabulary
+    crowded: int
+
+
+@dataclass(frozen=True)
 class PairsEvaluation:
     """Word-pair evaluation, as gensim's ``evaluate_word_pairs`` (plus counts)."""
 
@@ -165,6 +180,12 @@ class CSSModel:
     def frequency_usage(self) -> np.ndarray:
         """How many words use each frequency (length D)."""
         return np.asarray(self._spectra.frequency_usage())
+
+    def usage_stats(self) -> UsageStats:
+        """How the entries spread over the frequencies: a sparse spectral model uses many
+        frequencies evenly; one whose words all sit on the same few is a dense embedding in
+        disguise."""
+        return UsageStats(*self._spectra.usage_stats())
 
     def slot_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(freq, amplitude, phase)``, each shaped (V, K); unused slots have freq 0xFFFF."""

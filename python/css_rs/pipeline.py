@@ -65,7 +65,7 @@ from css_rs.progress import (
     silence_stdout,
 )
 from css_rs.redaction import redact_object
-from css_rs.training import EMPTY_WORDS_WARNING_SHARE
+from css_rs.training import collapse_warnings
 
 PHASE_STREAMING = "streaming"
 PHASE_TRAINING = "training"
@@ -874,14 +874,8 @@ class TrainingRun:
     def _warn_if_collapsed(self) -> None:
         """ALGORITHM.md: training must never collapse silently."""
         epochs = self.train_stats.epoch_stats
-        if not epochs or "empty_words" not in epochs[-1] or len(self.vocab) == 0:
-            return
-        share = int(epochs[-1]["empty_words"]) / len(self.vocab)
-        if share > EMPTY_WORDS_WARNING_SHARE:
-            self.out.line(
-                f"warning: {share:.0%} of the vocabulary lost every active frequency; lower "
-                "sparsity_penalty or the prune thresholds, or raise learning_rate"
-            )
+        for message in collapse_warnings(epochs, len(self.vocab), self.config.frequency_dim):
+            self.out.line(f"warning: {message}")
 
     def _record_epochs(self) -> None:
         """Merges the engine's per-epoch figures into ours (a resumed engine may only know the
@@ -899,6 +893,12 @@ class TrainingRun:
             self.out.line(
                 f"  Epoch {e['epoch']}/{self.config.epochs}: loss {float(e['loss']):.6f}, "
                 f"avg active {float(e['avg_active']):.2f} frequencies"
+                + (
+                    f", effective number {float(e['effective_frequencies']):.1f}"
+                    f"/{self.config.frequency_dim}"
+                    if e.get("effective_frequencies")
+                    else ""
+                )
                 + (
                     f", {format_rate(e['tokens'] / e['seconds'])} tokens/s"
                     if e.get("seconds")

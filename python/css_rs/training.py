@@ -28,8 +28,33 @@ Corpus = Union[
     Iterable[str],
 ]
 
-# ALGORITHM.md: training must never collapse silently.
+# ALGORITHM.md: training must never collapse silently, neither to empty spectra nor onto a
+# few frequencies shared by every word (a dense embedding in disguise).
 EMPTY_WORDS_WARNING_SHARE = 0.10
+CROWDED_EFFECTIVE_FRACTION = 0.10
+
+
+def collapse_warnings(epoch_stats: list[dict[str, Any]], vocab_size: int, d: int) -> list[str]:
+    """What went wrong with the spectra by the last epoch: words that lost every entry, or
+    an effective number of frequencies below D/10. Empty when training went well."""
+    if not epoch_stats or vocab_size == 0:
+        return []
+    last = epoch_stats[-1]
+    out = []
+    share = int(last.get("empty_words", 0)) / vocab_size
+    if share > EMPTY_WORDS_WARNING_SHARE:
+        out.append(
+            f"{share:.0%} of the vocabulary lost every active frequency; lower "
+            "sparsity_penalty or the prune thresholds, or raise learning_rate"
+        )
+    effective = float(last.get("effective_frequencies", 0.0))
+    if 0.0 < effective < CROWDED_EFFECTIVE_FRACTION * d:
+        out.append(
+            f"the spectra collapsed onto few frequencies: effective number {effective:.1f} of "
+            f"{d} (largest share {float(last.get('largest_share', 0.0)):.0%} of the "
+            "vocabulary); modes and polysemy will mean little: raise balance_gamma"
+        )
+    return out
 
 
 @dataclass(frozen=True)
@@ -158,17 +183,9 @@ class Trainer:
         return self.model()
 
     def _warn_if_collapsed(self) -> None:
-        stats = self.epoch_stats
-        if not stats or len(self.vocab) == 0:
-            return
-        share = stats[-1]["empty_words"] / len(self.vocab)
-        if share > EMPTY_WORDS_WARNING_SHARE:
-            warnings.warn(
-                f"{share:.0%} of the vocabulary lost every active frequency during training; "
-                "lower sparsity_penalty or the prune thresholds, or raise learning_rate",
-                RuntimeWarning,
-                stacklevel=3,
-            )
+        d = self.config.frequency_dim
+        for message in collapse_warnings(self.epoch_stats, len(self.vocab), d):
+            warnings.warn(message, RuntimeWarning, stacklevel=3)
 
 
 def train(

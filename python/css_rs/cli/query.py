@@ -137,6 +137,11 @@ def _print_info(facts: analysis.ModelInfo) -> None:
         f"Active       {facts.avg_active:.2f} per word on average; "
         f"{facts.frequencies_used} of {facts.frequency_dim} frequencies in use"
     )
+    typer.echo(
+        f"Spread       effective number of frequencies {facts.effective_frequencies:.1f} "
+        f"of {facts.frequency_dim}; largest share {facts.largest_share:.0%} of the vocabulary; "
+        f"{facts.crowded_frequencies} on more than 15%"
+    )
     typer.echo("Active frequencies per word:")
     most = max(facts.active_histogram, default=0) or 1
     for n, words in enumerate(facts.active_histogram):
@@ -294,7 +299,10 @@ def _print_senses(report: analysis.SenseReport, rank: str, peak_ratio: float) ->
         )
     print_table(("freq", "amplitude", "phase", "sense", "neighbours"), rows)
     if report.senses:
-        typer.echo(f"Senses (groups among the {report.neighbourhood} nearest words):")
+        typer.echo(
+            f"Senses (groups among the {report.neighbourhood} nearest words and the peaks' "
+            "neighbours):"
+        )
         for i, s in enumerate(report.senses, start=1):
             carried = ", ".join(map(str, s.frequencies)) or "no single peak"
             typer.echo(
