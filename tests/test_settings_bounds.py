@@ -88,6 +88,7 @@ def test_a_float_too_large_for_a_float_in_toml(tmp_path: Path) -> None:
     assert "margin = " in train_refused(tmp_path, "--config", str(config))
 
 
+@pytest.mark.filterwarnings("ignore:the spectra collapsed")  # 30 documents over D = 65534
 def test_the_engine_accepts_what_the_settings_accept() -> None:
     texts = generate_corpus(40, seed=1)
     vocab = Vocabulary.from_texts(texts, min_count=2)
