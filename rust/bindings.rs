@@ -392,13 +392,21 @@ fn epoch_dict<'py>(py: Python<'py>, e: &EpochStats) -> PyResult<Bound<'py, PyDic
     Ok(d)
 }
 
-/// The Rust trainer over a corpus held in numpy arrays (which may be memory-mapped).
-/// The arrays are borrowed read-only for each `step`, with the GIL released.
+/// Longest step: about 31 years. A longer one (`step(1e300)`) means "until done"; a deadline
+/// beyond what the clock can represent would panic.
+const MAX_STEP_SECONDS: f64 = 1e9;
+
+/// The Rust trainer over a corpus held in numpy arrays (the token ids may be memory-mapped).
+/// The token ids are borrowed read-only for each `step`, with the GIL released; Python code
+/// may still change them in place, so each id is checked as training reads it (never trusted
+/// as an index). The offsets, which slice the ids without a check, are copied once and
+/// validated (8 bytes per document, small beside the ids), so no change made to the caller's
+/// array afterwards, from any thread, can make a document reach outside the ids.
 #[pyclass(name = "Trainer", module = "css_rs._core")]
 struct PyTrainer {
     inner: Trainer,
     ids: Py<PyArray1<u32>>,
-    offsets: Py<PyArray1<i64>>,
+    offsets: Vec<i64>,
 }
 
 #[pymethods]
@@ -420,11 +428,11 @@ impl PyTrainer {
             )));
         }
         let counts = vocab.inner.counts().to_vec();
+        let offsets = offsets.readonly().as_slice()?.to_vec();
         let inner = {
             let ids_ro = ids.readonly();
-            let off_ro = offsets.readonly();
             let ids_s = ids_ro.as_slice()?;
-            let off_s = off_ro.as_slice()?;
+            let off_s = offsets.as_slice();
             py.detach(|| {
                 let corpus = Corpus::new(ids_s, off_s)?;
                 match state {
@@ -437,7 +445,7 @@ impl PyTrainer {
         Ok(PyTrainer {
             inner,
             ids: ids.unbind(),
-            offsets: offsets.unbind(),
+            offsets,
         })
     }
 
@@ -451,19 +459,23 @@ impl PyTrainer {
                 "must be >= 0",
             )));
         }
+        let budget = Duration::from_secs_f64(seconds.min(MAX_STEP_SECONDS));
         let ids = self.ids.bind(py).readonly();
-        let offsets = self.offsets.bind(py).readonly();
         let ids_s = ids.as_slice()?;
-        let off_s = offsets.as_slice()?;
+        // The ids array keeps its length (numpy refuses to resize an array others reference),
+        // but check it: a slice shorter than the (validated) offsets say must never be cut.
+        if self.offsets.last().copied() != Some(ids_s.len() as i64) {
+            return Err(to_py_err(CssError::InvalidData(
+                "the corpus token ids changed size since the Trainer was made".to_string(),
+            )));
+        }
+        let corpus = Corpus {
+            ids: ids_s,
+            offsets: &self.offsets,
+        };
         let inner = &mut self.inner;
         let progress = py
-            .detach(|| {
-                let corpus = Corpus {
-                    ids: ids_s,
-                    offsets: off_s,
-                };
-                inner.step(&corpus, Duration::from_secs_f64(seconds))
-            })
+            .detach(|| inner.step(&corpus, budget))
             .map_err(to_py_err)?;
         progress_dict(py, &progress)
     }

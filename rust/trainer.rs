@@ -11,7 +11,7 @@ use crate::error::{CssError, Result};
 use crate::kernels::{Cand, Isa, Members, SparseAcc, Step};
 use crate::rng::Rng;
 use crate::sampler::AliasSampler;
-use crate::spectra::{InitParams, SharedSpectra, Spectra, UsageStats, WordBuf, MAX_K};
+use crate::spectra::{InitParams, SharedSpectra, Spectra, UsageStats, WordBuf, EMPTY, MAX_K};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering::Relaxed};
@@ -557,6 +557,7 @@ impl Trainer {
                 "the training state was made on a different corpus".to_string(),
             ));
         }
+        check_state_cursors(&header, corpus)?;
         let mut t = Trainer::assemble(params, counts, corpus, spectra)?;
         t.epoch = header.epoch;
         t.workers = header.workers;
@@ -904,7 +905,7 @@ fn decode_state(bytes: &[u8]) -> Result<(StateHeader, SharedSpectra)> {
         .map_err(|e| CssError::InvalidData(format!("training state header is corrupt: {e}")))?;
     let k = r.u64()? as usize;
     let n = r.u64()? as usize;
-    if k != header.params.max_frequencies || n != header.vocab_size * k {
+    if k != header.params.max_frequencies || Some(n) != header.vocab_size.checked_mul(k) {
         return Err(CssError::InvalidData(
             "training state arrays do not match its header".to_string(),
         ));
@@ -923,8 +924,62 @@ fn decode_state(bytes: &[u8]) -> Result<(StateHeader, SharedSpectra)> {
             "training state has no workers".to_string(),
         ));
     }
+    header.params.validate()?;
+    check_state_frequencies(&freq, k, header.params.frequency_dim)?;
     let spectra = SharedSpectra::from_raw(k, &freq, &re, &im, &counters);
     Ok((header, spectra))
+}
+
+/// A state's positions must lie within its corpus and run: a damaged or forged state must
+/// be refused with an error, never make a worker read past the corpus or a counter wrap.
+fn check_state_cursors(header: &StateHeader, corpus: &Corpus<'_>) -> Result<()> {
+    let docs = corpus.num_docs();
+    if let Some(w) = header
+        .workers
+        .iter()
+        .find(|w| w.end_doc > docs || w.next_doc > w.end_doc)
+    {
+        return Err(CssError::InvalidData(format!(
+            "training state has a worker at document {} of {}..{}, outside the corpus's {docs} \
+             documents",
+            w.next_doc, w.next_doc, w.end_doc
+        )));
+    }
+    if header.epoch > header.params.epochs || (header.epoch == header.params.epochs) != header.done
+    {
+        return Err(CssError::InvalidData(format!(
+            "training state is at epoch {} of {} (done: {})",
+            header.epoch, header.params.epochs, header.done
+        )));
+    }
+    let planned = corpus.tokens().saturating_mul(header.params.epochs as u64);
+    if header.epoch_tokens_start > header.tokens_done || header.tokens_done > planned {
+        return Err(CssError::InvalidData(format!(
+            "training state counts {} tokens done (epoch started at {}) of {planned} planned",
+            header.tokens_done, header.epoch_tokens_start
+        )));
+    }
+    let times = [header.elapsed, header.epoch_seconds];
+    if times.iter().any(|t| !(t.is_finite() && *t >= 0.0)) {
+        return Err(CssError::InvalidData(
+            "training state has a negative or non-finite duration".to_string(),
+        ));
+    }
+    Ok(())
+}
+
+/// Every frequency of a state's spectra is EMPTY or below D, at most once per word.
+fn check_state_frequencies(freq: &[u16], k: usize, frequency_dim: usize) -> Result<()> {
+    for (w, slots) in freq.chunks(k.max(1)).enumerate() {
+        for (i, &f) in slots.iter().enumerate().filter(|&(_, &f)| f != EMPTY) {
+            if f as usize >= frequency_dim || slots[..i].contains(&f) {
+                return Err(CssError::InvalidData(format!(
+                    "training state: word {w} has frequency {f} twice or outside 0..{frequency_dim}"
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn learning_rate(p: &TrainParams, progress: f64, epoch: usize) -> f32 {

@@ -58,6 +58,12 @@ class Fault:
         return cls("status", status=status, retry_after=retry_after)
 
     @classmethod
+    def echo_authorization(cls, status: int) -> Fault:
+        """Answer ``status`` with an error body that quotes the request's ``Authorization``
+        header, as a careless proxy or a hostile mirror might (the token must never show)."""
+        return cls("echo", status=status)
+
+    @classmethod
     def reset(cls) -> Fault:
         """Close the connection without answering."""
         return cls("reset")
@@ -407,6 +413,11 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is not None and fault.kind == "status":
             headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
             self._send_json(fault.status, {"error": "injected failure"}, headers)
+            return
+        if fault is not None and fault.kind == "echo":
+            auth = self.headers.get("Authorization")
+            body = {"error": f"bad credentials {auth}", "headers": {"Authorization": auth}}
+            self._send_json(fault.status, body, {"X-Echo-Authorization": str(auth)})
             return
         denied = self._check_token(hub)
         if denied is not None:

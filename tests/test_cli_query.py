@@ -3,7 +3,9 @@ typer's CliRunner, plus real subprocesses for exit codes and stderr."""
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -360,13 +362,17 @@ def test_subprocess_export_and_plot(model_path: Path, tmp_path: Path) -> None:
 def test_output_piped_into_a_reader_that_stops_early(model_path: Path) -> None:
     """`css-rs modes MODEL | head -1`: no error message when the pipe closes."""
     proc = subprocess.Popen(
-        # One line per frequency with every word: more than a pipe buffer holds.
+        # One line per frequency with every word (~12 kB).
         [sys.executable, "-m", "css_rs", "modes", str(model_path), "-k", "1000"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
     assert proc.stdout is not None and proc.stderr is not None
-    proc.stdout.readline()
+    # A one-page pipe (set before the child, still importing, writes anything), so that the
+    # output cannot all fit in it before the reader leaves: without this the child sometimes
+    # finished writing first and exited 0 (a race that load decided).
+    fcntl.fcntl(proc.stdout.fileno(), getattr(fcntl, "F_SETPIPE_SZ", 1031), 4096)
+    os.read(proc.stdout.fileno(), 1)
     proc.stdout.close()  # the reader goes away, as head does
     err = proc.stderr.read()
     assert proc.wait(timeout=60) == 141

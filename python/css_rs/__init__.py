@@ -7,7 +7,11 @@ streams data, configures, checkpoints and presents.
 
 from __future__ import annotations
 
-from css_rs import synthetic
+# First, and standard library only: Ctrl+C while the rest loads (see _startup).
+from css_rs import (
+    _startup,  # noqa: F401
+    synthetic,
+)
 from css_rs._core import Tokenizer, Vocabulary, __version__
 from css_rs.config import TrainConfig
 from css_rs.errors import CssRsError, InputError

@@ -45,7 +45,13 @@ import orjson
 
 from css_rs.errors import CssRsError, InputError
 from css_rs.model import DEFAULT_PEAK_RATIO, Peak, Polysemy
-from css_rs.persistence import EMPTY_FREQUENCY, atomic_writer, metadata_path
+from css_rs.persistence import (
+    EMPTY_FREQUENCY,
+    atomic_writer,
+    check_output_path,
+    metadata_path,
+    sha256_of,
+)
 
 if TYPE_CHECKING:
     from css_rs.model import CSSModel
@@ -579,8 +585,13 @@ def model_info(model: CSSModel, path: str | os.PathLike[str]) -> ModelInfo:
     training, error = None, None
     if meta.is_file():
         try:
-            training = training_summary(orjson.loads(meta.read_bytes()))
-        except (orjson.JSONDecodeError, OSError, TypeError, AttributeError) as e:
+            document = orjson.loads(meta.read_bytes())
+            if not isinstance(document, dict):
+                raise TypeError("not a JSON object")
+            error = _metadata_mismatch(document, path, meta)
+            if error is None:
+                training = training_summary(document)
+        except (orjson.JSONDecodeError, OSError, TypeError, AttributeError, ValueError) as e:
             error = f"{meta}: unreadable ({' '.join(str(e).split())})"
     return ModelInfo(
         path=str(path),
@@ -600,21 +611,49 @@ def model_info(model: CSSModel, path: str | os.PathLike[str]) -> ModelInfo:
     )
 
 
+def _metadata_mismatch(
+    document: dict[str, Any], path: str | os.PathLike[str], meta: Path
+) -> Optional[str]:
+    """Why the metadata beside a model does not describe it (its ``model_sha256`` is another
+    file's: a save interrupted between the two renames, a model copied over by hand), or None.
+    Metadata of versions that did not record the checksum is taken as it is."""
+    recorded = document.get("model_sha256")
+    if recorded is None:
+        return None
+    if not isinstance(recorded, str) or recorded != sha256_of(path):
+        return (
+            f"{meta} describes another model file (its model_sha256 does not match "
+            f"{Path(path).name}); not shown"
+        )
+    return None
+
+
+def _figure(value: Any) -> Any:
+    """A number from a metadata file, or None (booleans and other types are not figures)."""
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
 def training_summary(metadata: dict[str, Any]) -> dict[str, Any]:
-    """The figures of a metadata file worth a glance (missing ones are None)."""
-    stats = metadata.get("stats") or {}
-    progress = metadata.get("dataset_progress") or {}
-    epochs = stats.get("epochs") or []
+    """The figures of a metadata file worth a glance (missing or malformed ones are None)."""
+
+    def section(value: Any) -> dict[str, Any]:
+        return value if isinstance(value, dict) else {}
+
+    stats = section(metadata.get("stats"))
+    progress = section(metadata.get("dataset_progress"))
+    epochs = stats.get("epochs")
+    epochs = [e for e in epochs if isinstance(e, dict)] if isinstance(epochs, list) else []
+    text = {k: metadata.get(k) for k in ("timestamp", "css_rs_version")}
+    source = progress.get("description") or progress.get("source")
     return {
-        "timestamp": metadata.get("timestamp"),
-        "css_rs_version": metadata.get("css_rs_version"),
-        "source": progress.get("description") or progress.get("source"),
-        "documents": stats.get("documents"),
-        "tokens": stats.get("tokens"),
+        **{k: v if isinstance(v, str) else None for k, v in text.items()},
+        "source": source if isinstance(source, str) else None,
+        "documents": _figure(stats.get("documents")),
+        "tokens": _figure(stats.get("tokens")),
         "epochs": len(epochs),
-        "final_loss": epochs[-1].get("loss") if epochs else None,
-        "elapsed_seconds": stats.get("elapsed"),
-        "training_tokens_per_second": stats.get("training_tokens_per_second"),
+        "final_loss": _figure(epochs[-1].get("loss")) if epochs else None,
+        "elapsed_seconds": _figure(stats.get("elapsed")),
+        "training_tokens_per_second": _figure(stats.get("training_tokens_per_second")),
     }
 
 
@@ -728,9 +767,12 @@ def export(
         raise InputError(
             f"unknown export format {fmt!r}; choose one of {', '.join(EXPORT_FORMATS)}"
         )
+    if fmt == "npz" and real:
+        raise InputError("--real does not apply to npz: it stores amplitudes and phases")
+    outputs = [Path(out), vocab_path_for(out)] if fmt == "npy" else [Path(out)]
+    for path in outputs:  # before writing either file of a pair
+        check_output_path(path)
     if fmt == "npz":
-        if real:
-            raise InputError("--real does not apply to npz: it stores amplitudes and phases")
         return [write_npz(model, out)]
     if fmt == "npy":
         return write_npy(model, out, real=real)

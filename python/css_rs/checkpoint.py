@@ -39,7 +39,8 @@ from typing import IO, Any, Optional
 import orjson
 
 from css_rs.errors import InputError
-from css_rs.persistence import atomic_write_bytes, utc_timestamp
+from css_rs.persistence import atomic_write_bytes, check_output_path, utc_timestamp
+from css_rs.redaction import redact_object
 
 MANIFEST_FORMAT = "css-rs-checkpoint"
 MANIFEST_VERSION = 1
@@ -95,9 +96,22 @@ class FileRecord:
 
     @classmethod
     def from_json(cls, obj: Any) -> FileRecord:
-        return cls(
-            str(obj["name"]), int(obj["size"]), str(obj["sha256"]), int(obj.get("documents", 0))
-        )
+        """Raises ValueError unless ``obj`` names one of this module's files (never a path
+        outside the cache folder) with a size, count and sha256 that can be true."""
+        if not isinstance(obj, dict):
+            raise ValueError(f"file record {obj!r} is not an object")
+        name: Any = obj.get("name")
+        size: Any = obj.get("size")
+        sha: Any = obj.get("sha256")
+        documents: Any = obj.get("documents", 0)
+        if not isinstance(name, str) or not (_SHARD_RE.match(name) or _GENERATION_RE.match(name)):
+            raise ValueError(f"file name {name!r} is not one of a checkpoint's files")
+        for what, n in (("size", size), ("documents", documents)):
+            if type(n) is not int or not 0 <= n < 2**63:
+                raise ValueError(f"{what} {n!r} of {name} is not a count")
+        if not (isinstance(sha, str) and re.fullmatch(r"[0-9a-f]{64}", sha)):
+            raise ValueError(f"sha256 {sha!r} of {name} is not a sha256")
+        return cls(name, size, sha, documents)
 
 
 # --- document shards ----------------------------------------------------------------------
@@ -230,6 +244,16 @@ class Checkpoint:
 
     @classmethod
     def from_body(cls, body: dict[str, Any]) -> Checkpoint:
+        if body.get("phase") not in ("streaming", "training"):
+            raise ValueError(f"phase {body.get('phase')!r}")
+        generation = body.get("generation")
+        if type(generation) is not int or not 0 <= generation < 2**63:
+            raise ValueError(f"generation {generation!r}")
+        for key in ("config", "stream"):
+            if not isinstance(body.get(key), dict):
+                raise ValueError(f"{key} is not an object")
+        if not isinstance(body.get("shards"), list) or not isinstance(body.get("files"), dict):
+            raise ValueError("shards or files")
         return cls(
             phase=str(body["phase"]),
             config=dict(body["config"]),
@@ -277,7 +301,7 @@ class CheckpointStore:
 
         checkpoint.timestamp = utc_timestamp()
         checkpoint.css_rs_version = __version__
-        body = checkpoint.body()
+        body = redact_object(checkpoint.body())  # positions and errors may quote a server
         doc = {"sha256": _body_checksum(body), **body}
         atomic_write_bytes(self.manifest_path, orjson.dumps(doc, option=orjson.OPT_INDENT_2))
         self._remove_other_generations(checkpoint)
@@ -370,6 +394,15 @@ class CheckpointStore:
             self.manifest_path.unlink()
         self.clear_cache()
 
+    def remove_temporaries(self) -> None:
+        """Removes what atomic writes of a killed run left behind: temporary manifests beside
+        the manifest and temporary sidecars in the cache. Only while holding the run's lock."""
+        remove_temporaries(self.manifest_path)
+        for path in self._own_files():
+            if _TEMP_RE.match(path.name):
+                with contextlib.suppress(OSError):
+                    path.unlink()
+
     def clear_cache(self) -> None:
         for path in self._own_files():
             with contextlib.suppress(OSError):
@@ -393,32 +426,73 @@ def exclusive_run(manifest_path: Path) -> Iterator[None]:
 
     Two runs sharing one checkpoint (a second terminal, a job started twice) would resume from
     each other's half-written progress and race on the model; the second one is refused, naming
-    the process that holds the lock. The lock is the kernel's (``flock``): it ends with the
-    process, even a killed one, so a stale lock file never blocks anything. Where ``fcntl`` is
-    missing (Windows) runs are not locked.
+    the process that holds the lock. See ``exclusive_lock``.
+    """
+    with exclusive_lock(
+        manifest_path,
+        "is using this checkpoint; wait for it to finish, or give this run its own "
+        "--checkpoint-path",
+    ):
+        yield
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: Path, busy: str) -> Iterator[None]:
+    """Holds an exclusive lock on ``.<name>.lock`` beside ``path`` while the block runs; a
+    second holder is refused with InputError ``<path>: another css-rs train (pid N) <busy>``.
+
+    The lock is the kernel's (``flock``): it ends with the process, even a killed one, so a
+    stale lock file never blocks anything. The lock file is removed when the block ends (while
+    still locked; a process that opened the old file meanwhile sees it is no longer the one at
+    the path and tries again). Where ``fcntl`` is missing (Windows) nothing is locked.
     """
     try:
         import fcntl
     except ImportError:
         yield
         return
-    lock_path = manifest_path.with_name(f".{manifest_path.name}.lock")
+    lock_path = path.with_name(f".{path.name}.lock")
+    check_output_path(lock_path)  # a FIFO there would make the open below wait forever
     lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "a+") as fh:
+    while True:
+        fh = open(lock_path, "a+")  # noqa: SIM115 - closed below
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             fh.seek(0)
             holder = fh.read().strip() or "another process"
-            raise InputError(
-                f"{manifest_path}: another css-rs train ({holder}) is using this checkpoint; "
-                "wait for it to finish, or give this run its own --checkpoint-path"
-            ) from None
+            fh.close()
+            raise InputError(f"{path}: another css-rs train ({holder}) {busy}") from None
+        try:
+            current = os.stat(lock_path).st_ino == os.fstat(fh.fileno()).st_ino
+        except FileNotFoundError:
+            current = False
+        if current:
+            break
+        fh.close()  # the previous holder removed it as we opened it: take the new one
+    try:
         fh.seek(0)
         fh.truncate()
         fh.write(f"pid {os.getpid()}")
         fh.flush()
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            lock_path.unlink()
+        fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+        fh.close()
+
+
+def remove_temporaries(path: Path) -> list[Path]:
+    """Removes the temporary files that atomic writes of ``path`` leave when the process is
+    killed (``.<name>.<random>.tmp`` beside it). Only call while holding ``path``'s lock: then
+    no live process is writing them."""
+    removed = []
+    prefix = f".{path.name}."
+    with contextlib.suppress(OSError):
+        for p in path.parent.iterdir():
+            if p.name.startswith(prefix) and p.name.endswith(".tmp") and p.is_file():
+                with contextlib.suppress(OSError):
+                    p.unlink()
+                    removed.append(p)
+    return removed

@@ -14,6 +14,7 @@ import functools
 import json
 import math
 import os
+import stat
 import sys
 import typing
 from collections.abc import Mapping
@@ -26,22 +27,48 @@ from css_rs.errors import InputError
 Check = Callable[[Any], Optional[str]]
 
 
+# Every setting has a real upper bound, checked before any work: an integer the engine reads
+# as i64/u64 or usize stays below 2^63, and a float it reads as f32 stays within single
+# precision (1e-300 would become 0.0 there, 1e39 infinity: refused only in phase 3 before).
+INT_SETTING_MAX = 2**63 - 1
+F32_MIN_POSITIVE = 1.1754943508222875e-38  # smallest normal single-precision float
+F32_MAX = 3.4028234663852886e38
+
+
+def _bound(n: int) -> str:
+    return "2^63-1" if n == INT_SETTING_MAX else "2^32-1" if n == 2**32 - 1 else str(n)
+
+
 def _int_range(lo: int, hi: int | None = None) -> Check:
+    """Integers in [lo, hi]; without ``hi``, up to 2^63-1 (what the engine's integers hold)."""
+    hi = INT_SETTING_MAX if hi is None else hi
+
     def check(v: Any) -> str | None:
-        ok = isinstance(v, int) and not isinstance(v, bool) and v >= lo and (hi is None or v <= hi)
+        ok = isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
         if ok:
             return None
-        return f"an integer >= {lo}" if hi is None else f"an integer in [{lo}, {hi}]"
+        return f"an integer in [{lo}, {_bound(hi)}]"
 
     return check
 
 
 def _float_range(lo: float, hi: float | None = None, *, lo_open: bool = False) -> Check:
     def check(v: Any) -> str | None:
-        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
-            above = v > lo if lo_open else v >= lo
-            if above and (hi is None or v <= hi):
-                return None
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            try:
+                finite = math.isfinite(v)
+            except OverflowError:  # an integer too large for a float
+                finite = False
+            if finite:
+                above = v > lo if lo_open else v >= lo
+                if above and (hi is None or v <= hi):
+                    # The engine computes in single precision: the value must survive it.
+                    if v > F32_MAX or v < -F32_MAX:
+                        return f"a finite number <= {F32_MAX:.3g} (single precision)"
+                    if 0 < abs(v) < F32_MIN_POSITIVE:
+                        zero = "" if lo_open else "0 or "
+                        return f"{zero}a number >= {F32_MIN_POSITIVE:.3g} (single precision)"
+                    return None
         low = f"> {lo}" if lo_open else f">= {lo}"
         return f"a finite number {low}" + ("" if hi is None else f" and <= {hi}")
 
@@ -116,7 +143,7 @@ class TrainConfig:
     max_vocab_size: int = _setting("vocabulary", 50000, _int_range(1), "maximum vocabulary size")
 
     # --- model ---------------------------------------------------------------------------
-    frequency_dim: int = _setting("model", 200, _int_range(1, 65535), "frequency space size D")
+    frequency_dim: int = _setting("model", 200, _int_range(1, 65534), "frequency space size D")
     max_frequencies: int = _setting(
         "model", 16, _int_range(1, 64), "active frequencies per word K (<= frequency_dim)"
     )
@@ -173,7 +200,9 @@ class TrainConfig:
     refine_prune_threshold: float = _setting(
         "model", 1e-4, _float_range(0.0), "amplitudes pruned while refining"
     )
-    refine_prune_every: int = _setting("model", 1000, _int_range(1), "updates between prunes")
+    refine_prune_every: int = _setting(
+        "model", 1000, _int_range(1, 2**32 - 1), "updates between prunes"
+    )
 
     # --- training ------------------------------------------------------------------------
     epochs: int = _setting("training", 5, _int_range(1, 10000), "passes over the corpus")
@@ -373,7 +402,10 @@ def coerce_file_value(name: str, value: Any) -> Any:
     if optional and isinstance(value, str) and value.strip().lower() in _UNSET_WORDS:
         return None
     if base is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:
+            return value  # TrainConfig refuses it with its usual message
     return value
 
 
@@ -441,11 +473,24 @@ def _check_file_key(
         )
 
 
+def _require_regular_file(path: str, what: str) -> None:
+    """Refuses a FIFO, device or socket before opening it: reading one would wait forever
+    (a FIFO without a writer) or never end. A missing path or a folder is left to the open,
+    which reports it."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise InputError(f"{path}: not a regular file, so not a {what}")
+
+
 def _load_toml(path: str) -> dict[str, Any]:
     if sys.version_info >= (3, 11):
         import tomllib
     else:  # pragma: no cover - exercised on Python 3.9/3.10 only
         import tomli as tomllib
+    _require_regular_file(path, "configuration file")
     try:
         with open(path, "rb") as fh:
             return tomllib.load(fh)

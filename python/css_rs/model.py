@@ -153,6 +153,11 @@ class CSSModel:
             f"{self.avg_active():.2f} active frequencies per word)"
         )
 
+    def _count(self, k: int) -> int:
+        """A number of results: at most the vocabulary (as gensim's ``topn``), never below 0,
+        so that ``k = 2**64`` is "all of them" rather than an overflow in the engine."""
+        return max(0, min(int(k), len(self)))
+
     def word_id(self, word: str) -> int:
         """The id of ``word``; raises UnknownWordError with close spellings."""
         i = self.vocab.word_to_id(word) if isinstance(word, str) else None
@@ -204,7 +209,8 @@ class CSSModel:
     def similar(self, word: str, k: int = 10) -> list[tuple[str, float]]:
         """The ``k`` most similar words (cosine), best first; parallel over the vocabulary."""
         words = self.words
-        return [(words[i], float(s)) for i, s in self._spectra.similar(self.word_id(word), k)]
+        found = self._spectra.similar(self.word_id(word), self._count(k))
+        return [(words[i], float(s)) for i, s in found]
 
     def most_similar(
         self,
@@ -252,14 +258,18 @@ class CSSModel:
         words = self.words
         peaks = []
         for f, a, ph in self._spectra.peaks(wid, peak_ratio):
-            neighbours = self._spectra.sense_neighbours(wid, f, peak_ratio, k)
+            neighbours = self._spectra.sense_neighbours(wid, f, peak_ratio, self._count(k))
             peaks.append(Peak(int(f), float(a), float(ph), [(words[i], s) for i, s in neighbours]))
         return Polysemy(word, peaks)
 
     def modes(self, freq: int, k: int = 10) -> list[tuple[str, float]]:
         """Semantic mode ``freq``: the ``k`` words with the largest amplitude there."""
         words = self.words
-        return [(words[i], float(a)) for i, a in self._spectra.modes(freq, k)]
+        if not (isinstance(freq, int) and 0 <= freq < self.frequency_dim):
+            raise InputError(
+                f"frequency = {freq!r} is invalid: must be in [0, {self.frequency_dim})"
+            )
+        return [(words[i], float(a)) for i, a in self._spectra.modes(freq, self._count(k))]
 
     def to_dense(self, complex: bool = True) -> np.ndarray:
         """A dense ``V x D`` complex64 matrix, or ``V x 2D`` float32 ``[re..., im...]``."""
@@ -295,6 +305,10 @@ class CSSModel:
     # --- files -----------------------------------------------------------------------------
     def save(self, path: str | os.PathLike[str]) -> None:
         """Writes the model JSON atomically (the old file or the new one, never half)."""
+        atomic_write_bytes(path, self.to_bytes())
+
+    def to_bytes(self) -> bytes:
+        """The model file's contents (JSON), as ``save`` writes them."""
         from css_rs import __version__
 
         freq, amp, phase = self.slot_arrays()
@@ -313,7 +327,7 @@ class CSSModel:
         )
         extra = {k: v for k, v in self.stats.items() if k not in ("epochs",)}
         extra["epochs"] = self.stats.get("epochs", [])
-        atomic_write_bytes(path, encode_model(parts, __version__, extra))
+        return encode_model(parts, __version__, extra)
 
 
 def _unit_dense(freqs: np.ndarray, values: np.ndarray, word_id: int, d: int) -> np.ndarray:
@@ -335,6 +349,8 @@ def load(path: str | os.PathLike[str]) -> CSSModel:
     """Loads a css-rs model file, or one written by the original JavaScript tool."""
     p = Path(path)
     if not p.is_file():
+        if p.exists():  # a folder, a FIFO (reading it would wait forever), a device
+            raise InputError(f"{p}: not a regular file, so not a model file")
         raise InputError(f"{p}: no such model file")
     parts = decode_model(p.read_bytes(), str(p))
     vocab = Vocabulary.from_words(parts.words, parts.counts)

@@ -20,32 +20,51 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import math
 import mmap
 import os
 import signal
 import sys
 import threading
 import time
+import typing
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Callable, Optional, TypeVar
 
 import numpy as np
+import orjson
 
 import css_rs
 from css_rs.checkpoint import (
     Checkpoint,
+    CheckpointError,
     CheckpointStore,
     FileRecord,
     ShardWriter,
+    exclusive_lock,
     exclusive_run,
     iter_document_chunks,
+    remove_temporaries,
 )
 from css_rs.config import ResolvedConfig, TrainConfig, config_differences
 from css_rs.errors import CssRsError, InputError
-from css_rs.persistence import atomic_write_json, backup_existing, metadata_path, utc_timestamp
-from css_rs.progress import Reporter, format_count, format_rate, format_seconds
+from css_rs.persistence import (
+    check_output_path,
+    metadata_path,
+    publish_model,
+    utc_timestamp,
+)
+from css_rs.progress import (
+    Reporter,
+    format_count,
+    format_quantity,
+    format_rate,
+    format_seconds,
+    silence_stdout,
+)
+from css_rs.redaction import redact_object
 from css_rs.training import collapse_warnings
 
 PHASE_STREAMING = "streaming"
@@ -135,8 +154,68 @@ class JsonRecord:
 
     @classmethod
     def from_json(cls: type[_Record], obj: Mapping[str, Any]) -> _Record:
+        """Raises ValueError naming the field whose value does not fit its type (a counter
+        that is not a count, a duration that is not a finite number >= 0, ...)."""
+        if not isinstance(obj, Mapping):
+            raise ValueError(f"{obj!r} is not an object")
+        hints = typing.get_type_hints(cls)
         names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-        return cls(**{k: v for k, v in obj.items() if k in names})
+        kept = {k: v for k, v in obj.items() if k in names}
+        for name, value in kept.items():
+            if not _fits(value, hints[name]):
+                raise ValueError(f"field {name!r} = {_short(value)} is not a {hints[name]}")
+        return cls(**kept)
+
+
+_INT_LIMIT = 2**63
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    """Whether a JSON value fits a record field's type: ints are counts (0..2^63), floats
+    finite and >= 0, ``Any`` any JSON value whose integers stay within 64 bits."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return _json_ints_fit(value)
+    if origin is typing.Union:
+        return any(_fits(value, a) for a in args)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return type(value) is int and 0 <= value < _INT_LIMIT
+    if hint is float:
+        return type(value) in (int, float) and math.isfinite(value) and 0 <= value < _INT_LIMIT
+    if origin is list:
+        return isinstance(value, list) and all(_fits(v, args[0]) for v in value)
+    if origin is tuple:
+        return (
+            isinstance(value, (list, tuple))
+            and len(value) == len(args)
+            and all(_fits(v, a) for v, a in zip(value, args))
+        )
+    if origin is dict:
+        return isinstance(value, dict) and all(
+            _fits(k, args[0]) and _fits(v, args[1]) for k, v in value.items()
+        )
+    return isinstance(value, hint)
+
+
+def _json_ints_fit(value: Any) -> bool:
+    if isinstance(value, bool) or value is None or isinstance(value, (str, float)):
+        return True
+    if isinstance(value, int):
+        return -_INT_LIMIT <= value < 2 * _INT_LIMIT
+    if isinstance(value, list):
+        return all(_json_ints_fit(v) for v in value)
+    if isinstance(value, dict):
+        return all(_json_ints_fit(v) for v in value.values())
+    return False
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 @dataclass
@@ -151,6 +230,9 @@ class StreamStats(JsonRecord):
     position: Optional[dict[str, Any]] = None
     complete: bool = False
     total_documents: Optional[int] = None
+    # Local sources: {path: [size, mtime_ns]} of the input files read so far, so that a
+    # resumed run notices a file that changed (shrank, was rewritten) since the checkpoint.
+    inputs: Optional[dict[str, tuple[int, int]]] = None
 
 
 @dataclass
@@ -163,6 +245,15 @@ class TrainStats(JsonRecord):
     corpus_tokens: int = 0
     epoch_stats: list[dict[str, Any]] = field(default_factory=list)
     tokens_per_second: float = 0.0
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> TrainStats:
+        stats = super().from_json(obj)
+        for entry in stats.epoch_stats:
+            # The engine's figures: numbers (a loss with no sampled position is NaN: null).
+            if not _fits(entry, dict[str, Optional[float]]) or not _fits(entry.get("epoch"), int):
+                raise ValueError(f"field 'epoch_stats' holds {_short(entry)}")
+        return stats
 
 
 @dataclass
@@ -285,6 +376,7 @@ class TrainingRun:
         self.corpus: Optional[Corpus] = None
         self.trainer: Any = None
         self.started = time.monotonic()
+        self._input_files: list[Path] = []  # the local source's files, in reading order
         self.elapsed_before = 0.0  # wall time of earlier, interrupted runs
         # What Ctrl+C must save in the current phase (None: the last checkpoint covers it all).
         self._save_on_interrupt: Optional[Callable[[], None]] = None
@@ -292,8 +384,25 @@ class TrainingRun:
     # -- entry point ----------------------------------------------------------------------
 
     def run(self) -> RunResult:
-        with exclusive_run(self.store.manifest_path):
+        self._check_output_paths()
+        model_path = Path(self.config.model_path)
+        model_busy = (
+            "is writing this model; wait for it to finish, or give this run another --model-path"
+        )
+        with exclusive_run(self.store.manifest_path), exclusive_lock(model_path, model_busy):
+            # No other run uses this checkpoint or model: temporaries there are a dead run's.
+            self.store.remove_temporaries()
+            remove_temporaries(model_path)
+            remove_temporaries(metadata_path(model_path))
             return self._run()
+
+    def _check_output_paths(self) -> None:
+        """Refuses, before any work, outputs that saving would replace although they are not
+        regular files (a device, a FIFO, a folder): the model, its metadata, the checkpoint
+        manifest. Nothing is created beside them."""
+        model_path = Path(self.config.model_path)
+        for path in (model_path, metadata_path(model_path), self.store.manifest_path):
+            check_output_path(path)
 
     def _run(self) -> RunResult:
         self._announce()
@@ -314,6 +423,19 @@ class TrainingRun:
             result = self._save_phase(model)
         except KeyboardInterrupt:
             self._interrupted()
+            raise
+        except BrokenPipeError:
+            # The reader of our output went away (`css-rs train | head`): as Ctrl+C, keep the
+            # work so far; stdout is gone, so the resume hint goes to stderr.
+            silence_stdout()
+            self._interrupted()
+            if self.store.exists():
+                print(
+                    "css-rs: output closed (broken pipe); checkpoint saved, resume with: "
+                    + self.resume_command,
+                    file=sys.stderr,
+                    flush=True,
+                )
             raise
         except CssRsError:
             self._failed()
@@ -339,6 +461,7 @@ class TrainingRun:
             store.clear_cache()  # leftovers of a run killed before its first checkpoint
             return None
         checkpoint = store.load()
+        self._check_records(checkpoint)
         differences = config_differences(checkpoint.config, self.config)
         if differences and not self.force:
             raise InputError(
@@ -350,6 +473,21 @@ class TrainingRun:
         self.generation = checkpoint.generation
         self._announce_resume(checkpoint, differences)
         return checkpoint
+
+    def _check_records(self, checkpoint: Checkpoint) -> None:
+        """The manifest's counters, durations and positions must fit their types: its
+        checksum catches damage, not a manifest written wrong (by hand, or by a bug)."""
+        try:
+            StreamStats.from_json(checkpoint.stream)
+            TrainStats.from_json(checkpoint.training)
+            elapsed = checkpoint.training.get("elapsed_before", 0.0)
+            if not _fits(elapsed, float):
+                raise ValueError(f"field 'elapsed_before' = {_short(elapsed)}")
+        except ValueError as e:
+            raise CheckpointError(
+                f"checkpoint file {self.store.manifest_path} is damaged: {e}; it was left in "
+                "place (start over with --fresh, which deletes the checkpoint)"
+            ) from None
 
     def _restore(self, checkpoint: Optional[Checkpoint], plan: ResumePlan) -> Any:
         """Restores documents, counts, position and (per ``plan``) corpus and training state;
@@ -396,9 +534,50 @@ class TrainingRun:
         self.hooks.reached("checkpoint")
         self.store.save(checkpoint)
 
+    def _read_inputs(self) -> Optional[dict[str, tuple[int, int]]]:
+        """Size and modification time of the local input files read so far (up to the one
+        the position is in), or None for a source without local files."""
+        position = self.stream.position or {}
+        index = position.get("file_index")
+        if not self._input_files or not isinstance(index, int):
+            return None
+        out = {}
+        for path in self._input_files[: index + 1]:
+            with contextlib.suppress(OSError):
+                st = path.stat()
+                out[str(path)] = (st.st_size, st.st_mtime_ns)
+        return out
+
+    def _check_inputs_unchanged(self) -> None:
+        """Refuses to resume streaming when an input file read before the checkpoint changed
+        since (``--force`` resumes anyway, with a warning): the position inside it would point
+        at other data, or past its end."""
+        for name, (size, mtime_ns) in (self.stream.inputs or {}).items():
+            try:
+                st = os.stat(name)
+                now: Optional[tuple[int, int]] = (st.st_size, st.st_mtime_ns)
+            except OSError:
+                now = None
+            if now == (size, mtime_ns):
+                continue
+            if now is None:
+                what = "is gone"
+            elif now[0] != size:
+                what = f"is now {format_quantity(now[0], 'byte')} (was {size})"
+            else:
+                what = "was modified (same size, new modification time)"
+            message = f"input file {name} {what} since the checkpoint {self.store.manifest_path}"
+            if not self.force:
+                raise InputError(
+                    f"{message}: restore it, run with --fresh to start over, or with --force to "
+                    "resume reading it where the checkpoint stands"
+                )
+            self.out.line(f"warning: {message}; resuming anyway (--force)")
+
     def _checkpoint_streaming(self) -> None:
         """Documents so far (synced), raw counts and the source position."""
         assert self.writer is not None
+        self.stream.inputs = self._read_inputs() or self.stream.inputs
         with deferred_interrupts():
             shards = self.writer.sync()
             self.generation += 1
@@ -406,8 +585,9 @@ class TrainingRun:
                 "vocabulary", self.generation, "json", self.vocab.to_json().encode("utf-8")
             )
             self._write_manifest(PHASE_STREAMING, {"vocabulary": vocab}, shards)
-        done = f"{format_count(self.stream.batches)} batches"
-        done += f", {format_count(self.stream.documents)} documents"
+        done = format_quantity(self.stream.batches, "batch")
+        done = done[:-1] + "es" if done.endswith("batchs") else done
+        done += f", {format_quantity(self.stream.documents, 'document')}"
         self.out.saving(f"Checkpoint saved: {self.store.manifest_path} ({done})")
 
     def _checkpoint_training(self, *, quiet: bool = False) -> None:
@@ -458,10 +638,12 @@ class TrainingRun:
         ):
             if self.stream.position is not None:
                 source.resume(self.stream.position)
+                self._check_inputs_unchanged()
+            self._input_files = [Path(p) for p in getattr(source, "files", [])]
             self.stream.total_documents = source.total_documents
             if self.stream.total_documents:
                 self.out.line(
-                    f"Dataset has {format_count(self.stream.total_documents)} rows"
+                    f"Dataset has {format_quantity(self.stream.total_documents, 'row')}"
                     + (
                         f" in {self.config.split} split"
                         if self.config.source.startswith("hf")
@@ -478,7 +660,7 @@ class TrainingRun:
         self._checkpoint_streaming()
         self._save_on_interrupt = None
         if self.stream.skipped:
-            self.out.line(f"Skipped {format_count(self.stream.skipped)} rows without text")
+            self.out.line(f"Skipped {format_quantity(self.stream.skipped, 'row')} without text")
         self._note_batch_limit()
         return arrived
 
@@ -558,10 +740,11 @@ class TrainingRun:
         t0 = time.monotonic()
         self.vocab.build(cfg.min_word_freq, cfg.max_vocab_size)
         if len(self.vocab) == 0:
+            times = format_quantity(cfg.min_word_freq, "time")
+            documents = format_quantity(self.stream.documents, "document")
             raise InputError(
-                f"the vocabulary is empty: no word occurs {cfg.min_word_freq} times in "
-                f"{format_count(self.stream.documents)} documents; lower --min-word-freq or "
-                "stream more documents"
+                f"the vocabulary is empty: no word occurs {times} in {documents}; lower "
+                "--min-word-freq or stream more documents"
             )
         self.out.ok(
             f"Vocabulary built: {format_count(len(self.vocab))} words (min_word_freq "
@@ -730,31 +913,37 @@ class TrainingRun:
         cfg = self.config
         self.out.phase(4, "SAVING MODEL")
         model_path = Path(cfg.model_path)
-        backup = backup_existing(model_path, cfg.keep_backups)
-        if backup is not None:
-            self.out.ok(f"Backup created: {backup}")
-            self.out.line()
-        self.out.line(f"Saving model to {model_path}...")
-        save_model_atomically(model, model_path)
-        size_mb = model_path.stat().st_size / 1e6
-        self.out.ok(f"Model saved ({size_mb:.2f} MB)")
-        self.out.line(f"  Words: {format_count(len(model))}")
-        if self.train_stats.epoch_stats:
-            avg = float(self.train_stats.epoch_stats[-1]["avg_active"])
-            self.out.line(f"  Avg sparsity: {avg:.2f} frequencies/word")
-        self.hooks.reached("saved")
         meta_path = metadata_path(model_path)
+        self.out.line(f"Saving model to {model_path}...")
+        data = model.to_bytes()
         result = RunResult(
             model,
             model_path,
             meta_path,
-            backup,
+            None,
             self.stream,
             self.train_stats,
             len(self.vocab),
             self._elapsed(),
         )
-        atomic_write_json(meta_path, self._metadata(result), indent=True)
+        metadata = self._metadata(result)
+        metadata["model_sha256"] = hashlib.sha256(data).hexdigest()
+        meta_bytes = orjson.dumps(
+            redact_object(metadata), option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY
+        )
+        # Model and metadata are written in full before either replaces anything; the backup
+        # is made then, and old backups are pruned only once both are in place.
+        result.backup = publish_model(
+            model_path, data, (meta_path, meta_bytes), keep_backups=cfg.keep_backups
+        )
+        if result.backup is not None:
+            self.out.ok(f"Backup created: {result.backup}")
+        self.out.ok(f"Model saved ({len(data) / 1e6:.2f} MB)")
+        self.out.line(f"  Words: {format_count(len(model))}")
+        if self.train_stats.epoch_stats:
+            avg = float(self.train_stats.epoch_stats[-1]["avg_active"])
+            self.out.line(f"  Avg sparsity: {avg:.2f} frequencies/word")
+        self.hooks.reached("saved")
         self.out.line()
         self.out.ok(f"Metadata saved: {meta_path}")
         return result
@@ -902,28 +1091,6 @@ def _map_read_only(path: Path) -> mmap.mmap:
         return mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
 
 
-def save_model_atomically(model: Any, path: Path) -> None:
-    """``model.save`` to a temporary file beside ``path``, fsync, rename: a full disk or a crash
-    leaves the previous model untouched."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        model.save(str(tmp))
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    with contextlib.suppress(OSError):
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-
-
 def _train_line(progress: Any) -> str:
     return (
         f"epoch {progress.epoch}/{progress.epochs} · loss {float(progress.loss):.4f} · "
@@ -970,5 +1137,4 @@ __all__ = [
     "TestHooks",
     "TrainingRun",
     "deferred_interrupts",
-    "save_model_atomically",
 ]

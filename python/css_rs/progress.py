@@ -7,6 +7,8 @@ redrawn bar turns into thousands of lines there.
 
 from __future__ import annotations
 
+import errno
+import os
 import sys
 import time
 from collections.abc import Iterator, Mapping
@@ -25,6 +27,8 @@ from rich.progress import (
 )
 from rich.table import Column
 
+from css_rs.redaction import redact
+
 WIDTH = 70
 
 
@@ -39,6 +43,11 @@ def _encodable(stream: TextIO, text: str) -> bool:
 def format_count(n: float) -> str:
     """``1234567`` -> ``1,234,567`` (the guide's style)."""
     return f"{round(n):,}"
+
+
+def format_quantity(n: float, noun: str) -> str:
+    """``1`` row -> ``1 row``, ``1234`` rows -> ``1,234 rows`` (plural by adding an s)."""
+    return f"{format_count(n)} {noun}" + ("" if round(n) == 1 else "s")
 
 
 def format_rate(per_second: float) -> str:
@@ -60,6 +69,26 @@ def format_seconds(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m"
 
 
+class _Console(Console):
+    """rich's Console, except that a reader going away (``css-rs train | head``) raises
+    BrokenPipeError, which the run handles like Ctrl+C (it saves a checkpoint), instead of
+    rich's silent ``SystemExit(1)``. Later output goes to the null device."""
+
+    def on_broken_pipe(self) -> None:
+        silence_stdout()
+        raise BrokenPipeError(errno.EPIPE, "the reader of the output went away")
+
+
+def silence_stdout() -> None:
+    """Points stdout at the null device, so that writing or flushing it cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+
+
 class Reporter:
     """Prints banners and messages, and runs one progress display at a time."""
 
@@ -74,7 +103,7 @@ class Reporter:
         self.live = self.stream.isatty() if live is None else live
         self.log_every = log_every
         # soft_wrap: long lines (paths) must never be cut or wrapped in log files.
-        self.console = Console(file=self.stream, highlight=False, soft_wrap=True)
+        self.console = _Console(file=self.stream, highlight=False, soft_wrap=True)
         fancy = _encodable(self.stream, "█▓▶✓💾")
         self.heavy, self.light, self.resume_char = ("█", "▓", "▶") if fancy else ("#", "=", ">")
         self.ok_mark = "✓" if fancy else "OK"
@@ -83,7 +112,7 @@ class Reporter:
     # -- plain output --------------------------------------------------------------------
 
     def line(self, text: str = "") -> None:
-        self.console.print(text, markup=False)
+        self.console.print(redact(text), markup=False)
 
     def ok(self, text: str) -> None:
         self.line(f"{self.ok_mark} {text}")

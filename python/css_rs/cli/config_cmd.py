@@ -38,6 +38,8 @@ def _setting_parameter(name: str, section: str) -> inspect.Parameter:
     base, optional = setting_type(name)
     doc = TrainConfig.describe(name)
     help_text = f"{doc[:1].upper()}{doc[1:]}. Allowed: {allowed_values(name)}."
+    # rich reads "[this, K]" as markup and drops it: brackets are escaped as text.
+    help_text = help_text.replace("[", "\\[")
     panel = f"Settings: {section}"
     if base is bool:
         flag = flag_name(name)

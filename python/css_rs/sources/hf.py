@@ -17,6 +17,7 @@ the ``HttpClient`` and the ``/size`` lookup that gives ``total_documents``.
 from __future__ import annotations
 
 import functools
+import re
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -127,6 +128,35 @@ class DatasetViewer:
             raise InputError(self._unknown_split_message()) from None
 
 
+# A Hub repository id as the Hub allows it: ``name`` or ``owner/name``, letters, digits, "-",
+# "_" and ".", each part starting with a letter or digit, at most 96 characters, no "--"/"..".
+_REPO_ID = re.compile(r"(?:[A-Za-z0-9][\w.-]{0,95}/)?[A-Za-z0-9][\w.-]{0,95}", re.ASCII)
+_NAME_MAX = 200
+
+
+def check_dataset_names(dataset: str, config: str, split: str) -> None:
+    """Refuses names that are not a Hub dataset, config or split before any request: they end
+    up in URLs and in the shard cache's folder names (``..`` once put shards outside it)."""
+    if not (_REPO_ID.fullmatch(dataset) and ".." not in dataset and "--" not in dataset):
+        raise InputError(
+            f"dataset = {dataset!r} is invalid: must be a Hugging Face dataset id such as "
+            "'name' or 'owner/name' (letters, digits, '-', '_', '.')"
+        )
+    for name, value in (("dataset_config", config), ("split", split)):
+        bad = (
+            not value
+            or value in (".", "..")
+            or len(value) > _NAME_MAX
+            or any(c in value for c in "/\\")
+            or not value.isprintable()
+        )
+        if bad:
+            raise InputError(
+                f"{name} = {value!r} is invalid: must be a non-empty name without '/', '\\' or "
+                "control characters, other than '.' and '..'"
+            )
+
+
 class HubSource(Source):
     """Common part of the network sources: client, viewer, ``/size`` and shutdown."""
 
@@ -148,6 +178,7 @@ class HubSource(Source):
             dataset_config if dataset_config is not None else _DEFAULTS.dataset_config
         )
         self.split = split if split is not None else _DEFAULTS.split
+        check_dataset_names(self.dataset, self.dataset_config, self.split)
         self.datasets_server_endpoint = (
             datasets_server_endpoint or _DEFAULTS.datasets_server_endpoint
         ).rstrip("/")
@@ -165,6 +196,10 @@ class HubSource(Source):
         self._size: Optional[SplitSize] = None
         self._size_lock = threading.Lock()
         super().__init__(**common)
+
+    def _cut(self, text: str) -> str:
+        # The token is cut out before the length cut, which could leave a prefix of it.
+        return super()._cut(self.client.redact_token(text))
 
     def __repr__(self) -> str:
         return (

@@ -37,6 +37,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from css_rs.errors import CssRsError, InputError
+from css_rs.redaction import REDACTED, redact_untrusted, register_secret
 
 RESUME_HINT = "run `css-rs train` again to resume from the last checkpoint"
 TRANSIENT_STATUSES = (429, 500, 502, 503, 504)
@@ -103,6 +104,7 @@ def find_hf_token() -> Optional[SecretToken]:
     if not value:
         with contextlib.suppress(OSError, UnicodeDecodeError):
             value = token_file_path().read_text(encoding="utf-8").strip()
+    register_secret(value)  # from now on cut out of every message and file (css_rs.redaction)
     return SecretToken(value) if value else None
 
 
@@ -208,6 +210,14 @@ class HttpClient:
     @property
     def has_token(self) -> bool:
         return self._token is not None
+
+    def redact_token(self, text: str) -> str:
+        """``text`` without this client's token: a hostile server may echo it in data too."""
+        if self._token is not None:
+            token = self._token.reveal()
+            if token and token in text:
+                return text.replace(token, REDACTED)
+        return text
 
     @property
     def timeout(self) -> tuple[float, float]:
@@ -321,7 +331,7 @@ def _reason(error: requests.RequestException) -> str:
     # requests wraps urllib3's MaxRetryError; its innermost reason is the readable part.
     inner: Any = error.args[0] if error.args else error
     reason = getattr(inner, "reason", None)
-    text = str(reason if reason is not None else inner)
+    text = redact_untrusted(str(reason if reason is not None else inner))
     return f"{type(error).__name__}: {text}"[:300]
 
 
@@ -349,4 +359,5 @@ def _error_detail(response: requests.Response) -> str:
         message = orjson.loads(body).get("error")
     except Exception:
         return ""
-    return f": {str(message)[:200]}" if message else ""
+    # Redacted before it is cut short: a cut could leave a prefix of the token behind.
+    return f": {redact_untrusted(str(message))[:200]}" if message else ""

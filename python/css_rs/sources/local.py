@@ -24,6 +24,7 @@ import functools
 import glob
 import gzip
 import itertools
+import zlib
 from abc import abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -49,6 +50,11 @@ def expand_paths(path: PathLike, suffixes: Sequence[str], what: str) -> list[Pat
         where = f"the folder {text!r} (looked for {', '.join(suffixes)})"
     elif Path(text).is_file():
         return [Path(text)]
+    elif Path(text).exists():
+        raise InputError(
+            f"{text!r} is not a regular file (a FIFO, a device or a socket): --path takes "
+            "files, which css-rs reads again from a saved position when a run resumes"
+        )
     else:
         raise InputError(f"path not found: {text!r} (--path takes a file, a folder or a glob)")
     if not found:
@@ -143,7 +149,7 @@ def line_blocks(path: Path, start_byte: int) -> Iterator[tuple[list[bytes], list
                 offsets = list(itertools.accumulate((len(x) for x in lines), initial=offset))
                 yield lines, offsets
                 offset = offsets[-1]
-    except (OSError, EOFError) as e:  # unreadable, vanished, or a corrupt .gz
+    except (OSError, EOFError, zlib.error) as e:  # unreadable, vanished, or a corrupt .gz
         raise InputError(f"cannot read {str(path)!r}: {e}") from None
 
 

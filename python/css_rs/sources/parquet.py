@@ -99,9 +99,26 @@ def _shifted(cursor_at: Callable[[int], Cursor], first_row: int) -> Callable[[in
 
 
 def text_chunks(
+    parquet_file: Any,
+    text_field: str,
+    start_row: int,
+    cursor_at: Callable[[int], Cursor],
+    path: Optional[Path] = None,
+) -> Iterator[Chunk]:
+    """The text column from ``start_row`` on; ``cursor_at(row)`` is the cursor at a file row.
+    A page that cannot be read or decoded (a corrupt file) raises InputError naming ``path``."""
+    try:
+        yield from _text_chunks(parquet_file, text_field, start_row, cursor_at)
+    except (OSError, ValueError) as e:  # pyarrow's ArrowInvalid is a ValueError
+        if isinstance(e, InputError):
+            raise
+        where = f"{str(path)!r}" if path is not None else "a parquet file"
+        raise InputError(f"cannot read {where} as parquet: {' '.join(str(e).split())}") from None
+
+
+def _text_chunks(
     parquet_file: Any, text_field: str, start_row: int, cursor_at: Callable[[int], Cursor]
 ) -> Iterator[Chunk]:
-    """The text column from ``start_row`` on; ``cursor_at(row)`` is the cursor at a file row."""
     metadata = parquet_file.metadata
     first_group, row = 0, 0
     while first_group < metadata.num_row_groups:
@@ -141,7 +158,7 @@ class ParquetFileSource(LocalFilesSource):
             def cursor_at(row: int) -> Cursor:
                 return {"file_index": index, "file": name, "row": row}
 
-            yield from text_chunks(parquet_file, self.text_field, cursor["row"], cursor_at)
+            yield from text_chunks(parquet_file, self.text_field, cursor["row"], cursor_at, path)
 
 
 @dataclass(frozen=True)
@@ -310,4 +327,4 @@ class HfParquetSource(HubSource):
                     following if row >= num_rows else {"shard": index, "filename": name, "row": row}
                 )
 
-            yield from text_chunks(parquet_file, self.text_field, start_row, cursor_at)
+            yield from text_chunks(parquet_file, self.text_field, start_row, cursor_at, path)
