@@ -385,6 +385,24 @@ def test_a_second_run_on_the_same_checkpoint_is_refused(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr
 
 
+def test_a_local_file_is_read_to_the_end_by_default(tmp_path: Path) -> None:
+    """The guide's 100-batch default is for Hugging Face datasets: a local file is read whole
+    (here 6,000 lines, more than 100 batches of the default 50)."""
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("".join(f"the cat sat on mat number {i % 7}\n" for i in range(6000)))
+    args = ["--source", "text", "--path", str(corpus), "--epochs", "1", "--min-word-freq", "1"]
+    done = subprocess.run(
+        [sys.executable, "-m", "css_rs", "train", *args],  # no --max-batches, no --batch-size
+        cwd=tmp_path,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr
+    assert "Total documents: 6,000" in done.stdout and "stopped at max_batches" not in done.stdout
+
+
 def test_a_run_cut_short_by_max_batches_says_so(tmp_path: Path) -> None:
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("".join(f"the cat sat on mat number {i % 7}\n" for i in range(300)))

@@ -292,3 +292,31 @@ def test_engine_and_config_declare_the_same_defaults() -> None:
     for name, value in ours.items():
         expected = pytest.approx(value) if isinstance(value, float) else value
         assert engine[name] == expected, name
+
+
+@pytest.mark.parametrize(
+    ("source", "max_batches", "limit"),
+    [
+        ("hf", "auto", 100),
+        ("hf-parquet", "auto", 100),
+        ("text", "auto", None),
+        ("jsonl", "auto", None),
+        ("parquet", "auto", None),
+        ("synthetic", "auto", None),
+        ("text", 7, 7),
+        ("hf", None, None),
+    ],
+)
+def test_max_batches_auto_limits_only_the_hugging_face_sources(
+    source: str, max_batches: object, limit: object
+) -> None:
+    assert TrainConfig(source=source, max_batches=max_batches).batch_limit() == limit
+
+
+def test_the_rows_page_bounds_batch_size_for_the_hf_source_only() -> None:
+    assert TrainConfig(source="text", batch_size=5000).batch_size == 5000
+    assert TrainConfig(source="hf-parquet", batch_size=500).batch_size == 500
+    with pytest.raises(ValueError, match=r"batch_size = 500 is invalid for source 'hf'"):
+        TrainConfig(source="hf", batch_size=500)
+    with pytest.raises(ValueError, match=r"max_batches = 'all' is invalid: .*or 'auto'"):
+        TrainConfig(max_batches="all")

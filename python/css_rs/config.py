@@ -19,7 +19,7 @@ import sys
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Union
 
 from css_rs.errors import InputError
 
@@ -75,6 +75,16 @@ def _float_range(lo: float, hi: float | None = None, *, lo_open: bool = False) -
     return check
 
 
+def _auto_or(inner: Check) -> Check:
+    def check(v: Any) -> str | None:
+        if v == AUTO:
+            return None
+        err = inner(v)
+        return None if err is None else f"{err}, or {AUTO!r}"
+
+    return check
+
+
 def _choice(*options: str) -> Check:
     def check(v: Any) -> str | None:
         return None if v in options else "one of " + ", ".join(repr(o) for o in options)
@@ -105,6 +115,15 @@ def _setting(section: str, default: Any, check: Check, doc: str) -> Any:
 
 
 SOURCES = ("synthetic", "hf", "hf-parquet", "text", "jsonl", "parquet")
+HF_SOURCES = ("hf", "hf-parquet")
+AUTO = "auto"
+# What ``max_batches = "auto"`` means for the Hugging Face sources: the guide's 100 batches, a
+# quick look at a dataset of millions of rows. Local files, folders and the synthetic corpus
+# are read to the end: a limit meant for a hub would cut a local corpus short without need.
+HF_DEFAULT_MAX_BATCHES = 100
+# The rows API returns at most this many rows per request; the other sources take any size.
+HF_ROWS_PAGE = 100
+MAX_BATCH_SIZE = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -122,9 +141,14 @@ class TrainConfig:
         "dataset", None, _optional(_is_str), "file, folder or glob (text, jsonl, parquet)"
     )
     text_field: str = _setting("dataset", "text", _is_str, "column or key holding the text")
-    batch_size: int = _setting("dataset", 50, _int_range(1, 100), "documents per fetch")
-    max_batches: Optional[int] = _setting(
-        "dataset", 100, _optional(_int_range(1)), "stop after this many batches (unset: all)"
+    batch_size: int = _setting(
+        "dataset", 50, _int_range(1, MAX_BATCH_SIZE), "documents per batch (hf: at most 100)"
+    )
+    max_batches: Union[int, str, None] = _setting(
+        "dataset",
+        AUTO,
+        _auto_or(_optional(_int_range(1))),
+        "stop after this many batches (auto: 100 for hf and hf-parquet, all for local data)",
     )
     max_doc_length: int = _setting(
         "dataset", 5000, _int_range(0), "characters kept per document (0: no cut)"
@@ -238,6 +262,12 @@ class TrainConfig:
         self._check_relations()
 
     def _check_relations(self) -> None:
+        if self.source == "hf" and self.batch_size > HF_ROWS_PAGE:
+            raise ValueError(
+                f"batch_size = {self.batch_size} is invalid for source 'hf': the rows API "
+                f"returns at most {HF_ROWS_PAGE} rows a request (hf-parquet and local sources "
+                "take larger batches)"
+            )
         if self.max_frequencies > self.frequency_dim:
             raise ValueError(
                 f"max_frequencies = {self.max_frequencies} is invalid: must be <= "
@@ -296,6 +326,14 @@ class TrainConfig:
 
     def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)
+
+    def batch_limit(self) -> Optional[int]:
+        """The batches to stream at most (None: all): ``max_batches``, with ``"auto"`` read as
+        100 for the Hugging Face sources and no limit for local data."""
+        if self.max_batches == AUTO:
+            return HF_DEFAULT_MAX_BATCHES if self.source in HF_SOURCES else None
+        assert not isinstance(self.max_batches, str)
+        return self.max_batches
 
     def engine_settings(self) -> dict[str, Any]:
         """The settings the Rust trainer reads (sections model and training)."""

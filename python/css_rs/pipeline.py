@@ -668,7 +668,7 @@ class TrainingRun:
         """Says so when streaming stopped at ``max_batches`` rather than at the end of the
         data: the guide's default of 100 batches suits a quick look at a huge Hugging Face
         dataset, but would otherwise cut a local file short without a word."""
-        limit = self.config.max_batches
+        limit = self.config.batch_limit()
         if limit is None or self.stream.batches < limit:
             return
         total = self.stream.total_documents
@@ -712,7 +712,7 @@ class TrainingRun:
             stats.seconds = base_seconds + time.monotonic() - t0
 
     def _expected_documents(self) -> Optional[int]:
-        limit = self.config.max_batches
+        limit = self.config.batch_limit()
         expected = None if limit is None else limit * self.config.batch_size
         total = self.stream.total_documents
         if total is not None:
@@ -995,8 +995,8 @@ class TrainingRun:
             {
                 "Source": _describe_source(cfg),
                 "Max batches": "unlimited"
-                if cfg.max_batches is None
-                else format_count(cfg.max_batches),
+                if cfg.batch_limit() is None
+                else format_count(cfg.batch_limit() or 0),
                 "Batch size": str(cfg.batch_size),
                 "Frequency dim": str(cfg.frequency_dim),
                 "Max frequencies": str(cfg.max_frequencies),

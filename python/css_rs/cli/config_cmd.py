@@ -19,6 +19,7 @@ import typer
 
 from css_rs.cli import app, fail, handle_errors
 from css_rs.config import (
+    AUTO,
     ResolvedConfig,
     TrainConfig,
     allowed_values,
@@ -31,6 +32,7 @@ from css_rs.config import (
 from css_rs.persistence import atomic_write_bytes
 
 DEFAULT_CONFIG_FILE = "css-rs.toml"
+DEFAULTS = TrainConfig().to_dict()
 _METAVARS = {int: "INTEGER", float: "NUMBER", str: "TEXT"}
 
 
@@ -52,7 +54,8 @@ def _setting_parameter(name: str, section: str) -> inspect.Parameter:
         )
         annotation: Any = Optional[bool]
     else:
-        metavar = _METAVARS.get(base, "VALUE") + ("|none" if optional else "")
+        metavar = _METAVARS.get(base, "VALUE")
+        metavar += ("|auto" if DEFAULTS.get(name) == AUTO else "") + ("|none" if optional else "")
         option = typer.Option(
             None,
             flag_name(name),

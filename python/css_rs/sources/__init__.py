@@ -90,7 +90,7 @@ def make_source(config: TrainConfig, *, http: Optional[HttpSettings] = None) -> 
     """The source ``config.source`` names, set up from ``config`` (``http``: network tuning)."""
     common: dict[str, Any] = {
         "batch_size": config.batch_size,
-        "max_batches": config.max_batches,
+        "max_batches": config.batch_limit(),
         "max_doc_length": config.max_doc_length,
         "text_field": config.text_field,
     }
