@@ -34,7 +34,7 @@ SETTINGS = [
     "--save-checkpoint-every", "4",
     "--min-word-freq", "2",
     "--epochs", "3",
-    "--checkpoint-every-seconds", "0.05",
+    "--checkpoint-every-seconds", "0.001",  # no time floor between streaming checkpoints
 ]  # fmt: skip
 MODEL = Path("models/css_model.json")
 CHECKPOINT = Path("checkpoints/training_checkpoint.json")

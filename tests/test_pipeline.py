@@ -32,6 +32,8 @@ SETTINGS = {
     "save_checkpoint_every": 4,
     "min_word_freq": 2,
     "epochs": 2,
+    # Checkpoints at every 4th batch: no time floor between streaming checkpoints.
+    "checkpoint_every_seconds": 1e-6,
 }
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc")
@@ -219,3 +221,12 @@ def test_source_failure_keeps_every_batch_received(
     assert store.load().stream["batches"] == 6
     run_training(tmp_path, seed=2)
     assert model_spectra(tmp_path) == reference
+
+
+def test_a_log_is_not_flooded_with_checkpoint_lines(tmp_path: Path) -> None:
+    """A checkpoint every batch, of 100 batches: without a terminal the log says so once a
+    minute at most and once at the end, not once per checkpoint."""
+    out = run_training(tmp_path, save_checkpoint_every=1, batch_size=4)
+    saved = [line for line in out.splitlines() if "Checkpoint saved" in line]
+    assert 1 <= len(saved) <= 2, saved
+    assert "(100 batches, 400 documents)" in saved[-1]
