@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 import css_rs
 from css_rs import CSSModel, TrainConfig, Trainer, TrainingState, Vocabulary
 from css_rs.synthetic import POLYSEMOUS, TOPICS, generate_corpus
+from css_rs.training import untrained_loss
 
 ONE_THREAD = TrainConfig(threads=1, seed=7)
 # The selection rule before usage balancing (plain top-K, no score bias), at its defaults.
@@ -318,3 +319,15 @@ def test_corpus_arrays_are_validated(vocab: Vocabulary) -> None:
 def test_config_errors_name_field_value_and_range(changes: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         TrainConfig(**changes)  # type: ignore[arg-type]
+
+
+def test_the_untrained_loss_is_the_chance_level() -> None:
+    """What an epoch's loss is read against: (1 + negatives) ln 2 for the logistic loss without
+    a score bias, more with one (a disjoint pair then scores below zero), negatives x margin
+    for the hinge."""
+    assert untrained_loss(TrainConfig(score_bias=0.0)) == pytest.approx(6 * math.log(2))
+    assert untrained_loss(TrainConfig(score_bias=2.0, negative_count=1)) == pytest.approx(
+        math.log1p(math.exp(2.0)) + math.log1p(math.exp(-2.0))
+    )
+    hinge = TrainConfig(loss="hinge", normalize="l2", margin=0.5, negative_count=4)
+    assert untrained_loss(hinge) == pytest.approx(2.0)

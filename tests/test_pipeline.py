@@ -137,6 +137,8 @@ def test_epochs_report_the_spread_and_a_collapse_is_warned(tmp_path: Path) -> No
     last = meta["stats"]["epochs"][-1]
     assert f"effective number {last['effective_frequencies']:.1f}/200" in out
     assert last["effective_frequencies"] > 100 and "collapsed" not in out
+    # The loss is shown against what a model that knows nothing scores (score_bias 2).
+    assert "(untrained 2.7616)" in out and last["loss"] < 2.7616
     # Plain top-K selection on a corpus large enough to learn from: every word ends on the
     # same few of the 400 frequencies.
     plain = {"balance_gamma": 0.0, "score_bias": 0.0, "max_frequencies": 8, "learning_rate": 0.3}

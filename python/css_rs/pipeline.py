@@ -65,7 +65,7 @@ from css_rs.progress import (
     silence_stdout,
 )
 from css_rs.redaction import redact_object
-from css_rs.training import collapse_warnings
+from css_rs.training import collapse_warnings, untrained_loss
 
 PHASE_STREAMING = "streaming"
 PHASE_TRAINING = "training"
@@ -932,7 +932,8 @@ class TrainingRun:
         self._record_epochs()
         for e in self.train_stats.epoch_stats[printed:]:
             self.out.line(
-                f"  Epoch {e['epoch']}/{self.config.epochs}: loss {float(e['loss']):.6f}, "
+                f"  Epoch {e['epoch']}/{self.config.epochs}: loss {float(e['loss']):.4f} "
+                f"(untrained {untrained_loss(self.config):.4f}), "
                 f"avg active {float(e['avg_active']):.2f} frequencies"
                 + (
                     f", effective number {float(e['effective_frequencies']):.1f}"

@@ -9,6 +9,7 @@ slices this module reports progress, writes checkpoints when asked, and lets Ctr
 from __future__ import annotations
 
 import json
+import math
 import time
 import warnings
 from collections.abc import Iterable
@@ -32,6 +33,20 @@ Corpus = Union[
 # few frequencies shared by every word (a dense embedding in disguise).
 EMPTY_WORDS_WARNING_SHARE = 0.10
 CROWDED_EFFECTIVE_FRACTION = 0.10
+
+
+def untrained_loss(config: TrainConfig) -> float:
+    """The loss per position of a model that knows nothing (every spectrum product 0): what a
+    reported loss is to be read against. Logistic: ``softplus(b) + negatives * softplus(-b)``
+    with ``b = score_bias`` ((1 + negatives) ln 2 without a bias); hinge: negatives x margin."""
+    if config.loss == "hinge":
+        return config.negative_count * config.margin
+    b = config.score_bias
+    return _softplus(b) + config.negative_count * _softplus(-b)
+
+
+def _softplus(x: float) -> float:
+    return max(x, 0.0) + math.log1p(math.exp(-abs(x)))
 
 
 def collapse_warnings(epoch_stats: list[dict[str, Any]], vocab_size: int, d: int) -> list[str]:
