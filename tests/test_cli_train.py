@@ -415,3 +415,25 @@ def test_a_run_cut_short_by_max_batches_says_so(tmp_path: Path) -> None:
     whole = train(tmp_path, *args, "--max-batches", "none", "--fresh")
     assert whole.returncode == 0, whole.stdout[-2000:] + whole.stderr
     assert "stopped at max_batches" not in whole.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--source", "text"], "error: --source text needs --path (a file, a folder or a glob)"),
+        (["--source", "jsonl", "--path", "gone.jsonl"], "error: path not found: 'gone.jsonl'"),
+    ],
+)
+def test_input_errors_come_before_the_banner(tmp_path: Path, args: list[str], message: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "css_rs", "train", *args],
+        cwd=tmp_path,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert done.stdout == "" and done.stderr.strip().startswith(message), done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "models").exists()

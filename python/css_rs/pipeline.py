@@ -342,6 +342,8 @@ class RunResult:
 
 # --- sources ------------------------------------------------------------------------------
 
+LOCAL_SOURCES = ("text", "jsonl", "parquet")
+
 
 def open_source(config: TrainConfig) -> Any:
     """The data source of ``config`` (``css_rs.sources``)."""
@@ -397,6 +399,7 @@ class TrainingRun:
 
     def run(self) -> RunResult:
         self._check_output_paths()
+        self._check_input()
         model_path = Path(self.config.model_path)
         model_busy = (
             "is writing this model; wait for it to finish, or give this run another --model-path"
@@ -415,6 +418,13 @@ class TrainingRun:
         model_path = Path(self.config.model_path)
         for path in (model_path, metadata_path(model_path), self.store.manifest_path):
             check_output_path(path)
+
+    def _check_input(self) -> None:
+        """A local source's path is checked (and its files listed) before anything is printed,
+        so that a missing --path or a path that does not exist is the only line of output. Not
+        when a checkpoint will be resumed: it may hold everything the input had to give."""
+        if self.config.source in LOCAL_SOURCES and (self.fresh or not self.store.exists()):
+            open_source(self.config)
 
     def _run(self) -> RunResult:
         self._announce()
