@@ -437,3 +437,22 @@ def test_input_errors_come_before_the_banner(tmp_path: Path, args: list[str], me
     assert done.stdout == "" and done.stderr.strip().startswith(message), done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "models").exists()
+
+
+def test_an_unreachable_hub_fails_at_once_without_a_resume_hint(tmp_path: Path) -> None:
+    """A refused connection (here: nothing listens on loopback port 9) is retried twice, not
+    through two minutes of backoff, and with nothing streamed there is nothing to resume."""
+    args = ["--source", "hf", "--dataset", "org/data"]
+    args += ["--datasets-server-endpoint", "http://127.0.0.1:9"]
+    done = subprocess.run(
+        [sys.executable, "-m", "css_rs", "train", *args],
+        cwd=tmp_path,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,  # eight connect retries with backoff took ~2 minutes
+    )
+    assert done.returncode == 1, done.stdout[-2000:] + done.stderr
+    assert "http://127.0.0.1:9/" in done.stderr and "kept failing" in done.stderr
+    assert "resume" not in (done.stdout + done.stderr).lower()
+    assert not (tmp_path / "checkpoints" / "training_checkpoint.json").exists()

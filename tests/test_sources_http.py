@@ -64,7 +64,7 @@ def test_exhausted_retries_name_endpoint_offset_and_resume(hub: HubServer, datas
     assert f"{hub.url}/rows" in message
     assert "offset=0" in message
     assert "HTTP 503" in message
-    assert "run `css-rs train` again to resume from the last checkpoint" in message
+    assert "resume" not in message  # the pipeline says so, when it saved a checkpoint
 
 
 def test_exhausted_on_malformed_json_after_progress(hub: HubServer, dataset: str) -> None:
@@ -72,14 +72,14 @@ def test_exhausted_on_malformed_json_after_progress(hub: HubServer, dataset: str
     iterator = source.iter_batches(prefetch=0)
     assert next(iterator).documents == texts_of(ROWS)[:10]
     hub.faults.schedule("/rows", *[Fault.truncated_json()] * 50)
-    with pytest.raises(CssRsError, match=r"offset=10.*malformed JSON.*resume"):
+    with pytest.raises(CssRsError, match=r"offset=10.*malformed JSON"):
         next(iterator)
     assert source.position["offset"] == 10  # the checkpointable position is intact
 
 
 def test_exhausted_on_timeouts(hub: HubServer, dataset: str) -> None:
     hub.faults.schedule("/size", *[Fault.slow(1.0)] * 50)
-    with pytest.raises(CssRsError, match=r"/size \(dataset=org/data\) kept failing.*resume"):
+    with pytest.raises(CssRsError, match=r"/size \(dataset=org/data\) kept failing"):
         HttpClient(FAST_HTTP).get_json(size_url(hub), {"dataset": "org/data"})
 
 

@@ -110,7 +110,7 @@ def test_download_that_never_progresses_gives_up(hub: HubServer, dataset: str, c
         read_all(parquet_source(hub, dataset, cache))
     message = str(caught.value)
     assert "/files/org_data--default--train--0000.parquet" in message
-    assert "kept failing" in message and "resume from the last checkpoint" in message
+    assert "kept failing" in message
 
 
 def test_unreadable_shard_is_deleted_with_advice(hub: HubServer, dataset: str, cache: Path) -> None:

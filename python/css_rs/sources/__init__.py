@@ -42,8 +42,8 @@ The contract every source keeps:
 
 Errors: ``InputError`` (exit code 2) for what the user can fix (bad path, unknown dataset, config,
 split or text field, missing or refused token); ``CssRsError`` (exit code 1) for failures such as
-retries exhausted, whose message names the endpoint and offset and says to run ``css-rs train``
-again to resume from the last checkpoint.
+retries exhausted, whose message names the endpoint and offset (``css-rs train`` adds how to
+resume when it saved a checkpoint).
 """
 
 from __future__ import annotations

@@ -10,7 +10,9 @@ Two retry layers, because failures happen at two moments of a request:
    ``HttpClient`` runs its own bounded loop with the same backoff.
 
 When either layer gives up, the error names the endpoint and its query (the ``offset``
-included) and tells the user to run ``css-rs train`` again to resume from the last checkpoint.
+included); ``css-rs train`` says how to resume when it saved a checkpoint. A connection that
+cannot be made (no network, a name that does not resolve, a refused port) is retried twice,
+not eight times: it fails in seconds rather than after two minutes of backoff.
 
 The Hugging Face token (``HF_TOKEN``, else the token file of ``huggingface-cli``) is kept in a
 ``SecretToken`` whose ``repr``/``str`` hide it, and is only attached to requests for the
@@ -39,7 +41,6 @@ from urllib3.util.retry import Retry
 from css_rs.errors import CssRsError, InputError
 from css_rs.redaction import REDACTED, redact_untrusted, register_secret
 
-RESUME_HINT = "run `css-rs train` again to resume from the last checkpoint"
 TRANSIENT_STATUSES = (429, 500, 502, 503, 504)
 QueryValue = Union[str, int]
 Query = Mapping[str, QueryValue]
@@ -53,6 +54,9 @@ class HttpSettings:
     read_timeout: float = 60.0
     # urllib3 layer: connection errors, timeouts before headers, 429 and 5xx answers.
     retries: int = 8
+    # A name that does not resolve or a refused connection: no network, a wrong endpoint, a
+    # server that is down. Worth a quick second look, not two minutes of backoff.
+    connect_retries: int = 2
     # Own layer: bodies cut short or not JSON, and downloads that stop making progress.
     body_retries: int = 5
     backoff_factor: float = 0.5
@@ -132,7 +136,7 @@ class _BearerAuth(requests.auth.AuthBase):
 def _make_retry(settings: HttpSettings) -> Retry:
     options: dict[str, Any] = {
         "total": settings.retries,
-        "connect": settings.retries,
+        "connect": min(settings.connect_retries, settings.retries),
         "read": settings.retries,
         "status": settings.retries,
         "redirect": 10,
@@ -322,9 +326,7 @@ class HttpClient:
         return f"{where} answered HTTP {status}{detail}: {advice}"
 
     def exhausted(self, url: str, params: Optional[Query], reason: str) -> CssRsError:
-        return CssRsError(
-            f"{describe_request(url, params)} kept failing after retries: {reason}; {RESUME_HINT}"
-        )
+        return CssRsError(f"{describe_request(url, params)} kept failing after retries: {reason}")
 
 
 def _reason(error: requests.RequestException) -> str:

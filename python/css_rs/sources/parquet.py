@@ -30,7 +30,6 @@ from css_rs.errors import CssRsError, InputError
 from css_rs.sources.base import Chunk, Cursor
 from css_rs.sources.download import download
 from css_rs.sources.hf import HubSource
-from css_rs.sources.http import RESUME_HINT
 from css_rs.sources.local import LocalFilesSource
 
 PathLike = Union[str, Path]
@@ -313,7 +312,7 @@ class HfParquetSource(HubSource):
             path.unlink(missing_ok=True)
             raise CssRsError(
                 f"shard #{index} ({shards[index].url}) downloaded but is not readable parquet; "
-                f"it was deleted, {RESUME_HINT}"
+                "it was deleted (the next run downloads it again)"
             ) from None
         with parquet_file:
             check_text_column(parquet_file, self.text_field, path)
