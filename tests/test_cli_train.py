@@ -47,6 +47,18 @@ def clean_env(**extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
+def train_as_given(cwd: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """``css-rs train`` with these arguments alone (none of this suite's SETTINGS)."""
+    return subprocess.run(
+        [sys.executable, "-m", "css_rs", "train", *args],
+        cwd=cwd,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 def train(
     cwd: Path, *args: str, env: Optional[dict[str, str]] = None
 ) -> subprocess.CompletedProcess[str]:
@@ -391,14 +403,7 @@ def test_a_local_file_is_read_to_the_end_by_default(tmp_path: Path) -> None:
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("".join(f"the cat sat on mat number {i % 7}\n" for i in range(6000)))
     args = ["--source", "text", "--path", str(corpus), "--epochs", "1", "--min-word-freq", "1"]
-    done = subprocess.run(
-        [sys.executable, "-m", "css_rs", "train", *args],  # no --max-batches, no --batch-size
-        cwd=tmp_path,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = train_as_given(tmp_path, *args)  # no --max-batches, no --batch-size
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr
     assert "Total documents: 6,000" in done.stdout and "stopped at max_batches" not in done.stdout
 
@@ -425,14 +430,7 @@ def test_a_run_cut_short_by_max_batches_says_so(tmp_path: Path) -> None:
     ],
 )
 def test_input_errors_come_before_the_banner(tmp_path: Path, args: list[str], message: str) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "css_rs", "train", *args],
-        cwd=tmp_path,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = train_as_given(tmp_path, *args)
     assert done.returncode == 2
     assert done.stdout == "" and done.stderr.strip().startswith(message), done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
@@ -444,14 +442,8 @@ def test_an_unreachable_hub_fails_at_once_without_a_resume_hint(tmp_path: Path) 
     through two minutes of backoff, and with nothing streamed there is nothing to resume."""
     args = ["--source", "hf", "--dataset", "org/data"]
     args += ["--datasets-server-endpoint", "http://127.0.0.1:9"]
-    done = subprocess.run(
-        [sys.executable, "-m", "css_rs", "train", *args],
-        cwd=tmp_path,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,  # eight connect retries with backoff took ~2 minutes
-    )
+    # (A bound, not a timing: eight connect retries with backoff took ~2 minutes.)
+    done = train_as_given(tmp_path, *args, timeout=60)
     assert done.returncode == 1, done.stdout[-2000:] + done.stderr
     assert "http://127.0.0.1:9/" in done.stderr and "kept failing" in done.stderr
     assert "resume" not in (done.stdout + done.stderr).lower()
