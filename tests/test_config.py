@@ -320,3 +320,16 @@ def test_the_rows_page_bounds_batch_size_for_the_hf_source_only() -> None:
         TrainConfig(source="hf", batch_size=500)
     with pytest.raises(ValueError, match=r"max_batches = 'all' is invalid: .*or 'auto'"):
         TrainConfig(max_batches="all")
+
+
+def test_a_css_rs_toml_in_the_current_folder_is_read(tmp_path: Path) -> None:
+    """What `css-rs config init` writes is used without --config (and --config still wins)."""
+    (tmp_path / "css-rs.toml").write_text("[training]\nepochs = 2\n")
+    (tmp_path / "other.toml").write_text("[training]\nepochs = 7\n")
+    shown = css_rs_cli("config", "show", cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    epochs = next(line for line in shown.stdout.splitlines() if line.startswith("epochs = "))
+    assert epochs.startswith("epochs = 2 ") and epochs.endswith("# file css-rs.toml")
+    other = css_rs_cli("config", "show", "--config", "other.toml", cwd=tmp_path)
+    epochs = next(line for line in other.stdout.splitlines() if line.startswith("epochs = "))
+    assert epochs.startswith("epochs = 7 ") and epochs.endswith("# file other.toml")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
 import typing
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -110,13 +111,18 @@ def with_setting_options(command: Callable[..., None]) -> Callable[..., None]:
 
 
 def resolve_from_cli(config_file: Optional[Path], settings: dict[str, Any]) -> ResolvedConfig:
+    """The settings of a command: ``--config FILE``, else ``$CSS_RS_CONFIG``, else
+    ``./css-rs.toml`` when there is one (what ``css-rs config init`` writes)."""
+    if config_file is None and not os.environ.get("CSS_RS_CONFIG"):
+        local = Path(DEFAULT_CONFIG_FILE)
+        config_file = local if local.is_file() else None
     return resolve_config(None if config_file is None else str(config_file), settings)
 
 
 CONFIG_FILE_OPTION = typer.Option(
     None,
     "--config",
-    help=f"TOML settings file (e.g. {DEFAULT_CONFIG_FILE}; also $CSS_RS_CONFIG).",
+    help=f"TOML settings file (default: $CSS_RS_CONFIG, else ./{DEFAULT_CONFIG_FILE} if present).",
     dir_okay=False,
 )
 
@@ -139,7 +145,10 @@ def config_init(
         if path.is_dir():
             fail(f"{path} is a folder")
         atomic_write_bytes(path, default_toml().encode("utf-8"))
-        typer.echo(f"Wrote {path}: edit it, then run `css-rs train --config {path}`")
+        then = (
+            "css-rs train" if path == Path(DEFAULT_CONFIG_FILE) else f"css-rs train --config {path}"
+        )
+        typer.echo(f"Wrote {path}: edit it, then run `{then}`")
 
 
 @with_setting_options
