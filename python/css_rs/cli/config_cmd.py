@@ -37,10 +37,22 @@ DEFAULTS = TrainConfig().to_dict()
 _METAVARS = {int: "INTEGER", float: "NUMBER", str: "TEXT"}
 
 
+def _shown(value: Any) -> str:
+    """A default as typed on the command line."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
+
+
 def _setting_parameter(name: str, section: str) -> inspect.Parameter:
     base, optional = setting_type(name)
     doc = TrainConfig.describe(name)
-    help_text = f"{doc[:1].upper()}{doc[1:]}. Allowed: {allowed_values(name)}."
+    help_text = (
+        f"{doc[:1].upper()}{doc[1:]}. Allowed: {allowed_values(name)}. "
+        f"Default: {_shown(DEFAULTS[name])}."
+    )
     # rich reads "[this, K]" as markup and drops it: brackets are escaped as text.
     help_text = help_text.replace("[", "\\[")
     panel = f"Settings: {section}"
