@@ -1096,6 +1096,10 @@ impl Balance {
 struct Work {
     ctx: SparseAcc,
     err: SparseAcc,
+    /// The largest squared magnitude in `ctx` and `err` (exploration only): a step too small
+    /// to lift any of their entries over the bar needs no scan for new candidates.
+    ctx_max2: f32,
+    err_max2: f32,
     /// The frequencies already among an exploration step's candidates.
     members: Members,
     cands: Vec<Cand>,
@@ -1137,6 +1141,8 @@ impl Scratch {
             work: Work {
                 ctx: SparseAcc::default(),
                 err: SparseAcc::default(),
+                ctx_max2: f32::INFINITY,
+                err_max2: f32::INFINITY,
                 members: Members::default(),
                 cands: Vec::with_capacity(p.max_frequencies * (2 * w + p.negative_count + 2)),
                 step: Step::default(),
@@ -1332,6 +1338,9 @@ fn train_position(
         work.ctx.add_word(&bufs.ctx[j], 1.0);
     }
     work.ctx.scale(1.0 / n_ctx as f32);
+    if explore {
+        work.ctx_max2 = work.ctx.max_mag2();
+    }
 
     let target = sentence[t];
     sh.spectra.load(target as usize, &mut bufs.target);
@@ -1382,6 +1391,9 @@ fn train_position(
         work.err.add_word(&bufs.target, g);
         for (i, &(_, gn)) in negs.iter().enumerate() {
             work.err.add_word(&bufs.negs[i], -gn);
+        }
+        if explore {
+            work.err_max2 = work.err.max_mag2();
         }
     }
 
@@ -1471,19 +1483,31 @@ fn update_word(
     let Work {
         ctx,
         err,
+        ctx_max2,
+        err_max2,
         members,
         cands,
         step,
         slots,
         balance,
     } = work;
-    let x = match which {
-        Acc::Ctx => &*ctx,
-        Acc::Err => &*err,
+    let (x, x_max2) = match which {
+        Acc::Ctx => (&*ctx, *ctx_max2),
+        Acc::Err => (&*err, *err_max2),
     };
     if explore {
+        let step_max2 = scale * scale * x_max2;
         explore_step(
-            sh, word, current, scale, x, lr, members, cands, step, balance,
+            sh,
+            word,
+            current,
+            scale,
+            (x, step_max2),
+            lr,
+            members,
+            cands,
+            step,
+            balance,
         );
     } else {
         refine(sh, word, current, scale, x, lr, step, slots, balance);
@@ -1500,7 +1524,7 @@ fn explore_step(
     word: u32,
     current: &WordBuf,
     scale: f32,
-    x: &SparseAcc,
+    (x, step_max2): (&SparseAcc, f32),
     lr: f32,
     members: &mut Members,
     cands: &mut Vec<Cand>,
@@ -1546,7 +1570,12 @@ fn explore_step(
             .fold(f32::INFINITY, |m, c| m.min(c.mag2 * balance.weight(c.f)));
         bar = bar.max(smallest);
     }
-    sh.isa.new_candidates(x, scale, bar, members, cands);
+    // The scan finds nothing when no entry of the step can clear the bar (most steps of
+    // negatives and context words: small rates times small values). The margin covers the
+    // rounding of the bound against the kernel's own products, so results do not change.
+    if step_max2 * 1.001 > bar {
+        sh.isa.new_candidates(x, scale, bar, members, cands);
+    }
     if !sh.balance.is_empty() && own >= k {
         // The kernel barred new entries by magnitude; by key, most of those on crowded
         // frequencies cannot beat the smallest own key either: drop them before selecting.
