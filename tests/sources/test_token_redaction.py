@@ -21,8 +21,6 @@ from css_rs.redaction import REDACTED, redact, redact_untrusted
 from hf_server import Fault, HubServer, text_rows
 from source_helpers import parquet_source, read_all, rows_source
 
-pytest_plugins = ("conftest_hf",)
-
 TOKEN = "hf_EchoedSecret0123456789abcdef"
 # 4xx: answered once; 429 and 5xx: retried (a few times with the fast test settings) first.
 ERROR_STATUSES = [400, 401, 402, 403, 404, 405, 409, 410, 422, 429, 451, 500, 501, 502, 503, 504]

@@ -15,8 +15,6 @@ from css_rs.sources import HfParquetSource, ParquetFileSource, make_source
 from hf_server import Fault, HubServer, Rows, text_rows, texts_of
 from source_helpers import FAST_HTTP, flatten, parquet_source, read_all, read_one_batch_per_run
 
-pytest_plugins = ("conftest_hf",)
-
 ROWS = text_rows(43)
 SHARDS = 3
 

@@ -13,8 +13,6 @@ from css_rs.sources import HfRowsSource, make_source
 from hf_server import Fault, HubServer, Rows, text_rows, texts_of
 from source_helpers import ALL_FAULTS, flatten, read_all, read_one_batch_per_run, rows_source
 
-pytest_plugins = ("conftest_hf",)
-
 ROWS = text_rows(47)
 
 

@@ -1,7 +1,6 @@
-"""Fixtures of the ``test_sources_*`` modules, loaded with ``pytest_plugins = ("conftest_hf",)``
-(deliberately not ``conftest.py``, and nothing autouse, so no other suite is affected). Plain
-helpers live in ``source_helpers`` (a module imported by a test is not assertion-rewritten, a
-plugin must not be imported directly)."""
+"""Fixtures of the data-source suites in this folder (a conftest.py of their own, so no other
+suite sees them). Plain helpers live in ``source_helpers`` (a module imported by a test is not
+assertion-rewritten, a conftest must not be imported directly)."""
 
 from __future__ import annotations
 

@@ -17,8 +17,6 @@ from css_rs.sources.http import NotFoundError
 from hf_server import Fault, HubServer, text_rows, texts_of
 from source_helpers import ALL_FAULTS, FAST_HTTP, SECRET, read_all, rows_source
 
-pytest_plugins = ("conftest_hf",)
-
 ROWS = text_rows(30)
 
 

@@ -16,8 +16,6 @@ from css_rs.sources.base import Cursor
 from hf_server import Fault, HubServer, text_rows, texts_of
 from source_helpers import FAST_HTTP, read_all, rows_source
 
-pytest_plugins = ("conftest_hf",)
-
 
 class Events:
     """One event per produced item, so tests wait for the producer instead of sleeping."""
