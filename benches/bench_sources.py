@@ -13,7 +13,7 @@ Two comparisons, each on the same documents:
 2. **Parquet shards vs rows API**: ``--source hf-parquet`` (``/size``, ``/parquet`` and one
    download per shard) against ``--source hf``, idle consumer, no prefetch.
 
-The loopback hub is ``tests/hf_server.py``, the one the test suite uses.
+The loopback hub is ``tests/sources/hf_server.py``, the one the test suite uses.
 """
 
 from __future__ import annotations
@@ -142,7 +142,7 @@ def measure(
     args: argparse.Namespace, rows: list[dict[str, Any]], workdir: Path
 ) -> tuple[list[list[str]], list[list[str]]]:
     """The two tables' rows, measured against a hub serving ``rows`` from ``workdir``."""
-    sys.path.insert(0, str(ROOT / "tests"))
+    sys.path.insert(0, str(ROOT / "tests" / "sources"))
     from hf_server import HubServer  # the test suite's loopback hub
 
     with HubServer(workdir, latency=args.latency_ms / 1000) as hub:
