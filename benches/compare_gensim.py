@@ -34,9 +34,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-# interpretability is a sibling script (benches/ is no package, but is on sys.path when a
-# script in it runs).
-import interpretability
 from css_rs._core import kernels
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -125,9 +122,18 @@ def run_css(spec: dict[str, Any], out_dir: Path) -> dict[str, Any]:
         "crowded": usage.crowded,
     }
     if spec.get("interpret"):
+        interpretability = import_interpretability()
         report = interpretability.css_report(model, interpretability.build_reference())
         result["interpretability"] = {k: report[k] for k in INTERPRETABILITY_KEYS}
     return result
+
+
+def import_interpretability() -> Any:
+    """The sibling script (benches/ is no package, but is on sys.path when a script in it
+    runs), imported only once the peak RSS is read: it loads scipy and the reference."""
+    import interpretability
+
+    return interpretability
 
 
 # What the table shows of interpretability.css_report / gensim_report.
@@ -177,6 +183,7 @@ def run_gensim(spec: dict[str, Any], out_dir: Path) -> dict[str, Any]:
         "peak_rss_mb": peak_rss_mb(),  # before the interpretability report loads its reference
     }
     if spec.get("interpret"):
+        interpretability = import_interpretability()
         report = interpretability.gensim_report(
             model.wv.vectors,
             list(model.wv.index_to_key),
