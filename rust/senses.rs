@@ -230,6 +230,10 @@ impl FrequencyIndex {
     }
 }
 
+/// How many more sense-neighbour candidates than `k` the column pass keeps per peak, so that
+/// the cosine check afterwards rarely leaves fewer than `k` (then the column is read again).
+const SPARE: usize = 4;
+
 // --- selection ---------------------------------------------------------------------------
 
 /// The `n` best `(id, score)` offered so far, best first, ties by smaller id: a short sorted
@@ -378,15 +382,54 @@ impl Analyzer<'_> {
     }
 
     /// `dots[u] = Re<S_w, S_u>` for every word `u`, summed over `w`'s columns in frequency
-    /// order (the order of the numpy sums this replaces).
-    fn inner_products(&self, w: usize, dots: &mut [f64]) {
+    /// order (the order of the numpy sums this replaces); and, in the same pass over the
+    /// column of each peak (`peak_slots`), its best sense-neighbour candidates before the
+    /// cosine check, which needs the finished sums. Reading the columns once matters: they
+    /// are most of the work.
+    fn scan_columns(&self, w: usize, peak_slots: &[usize], dots: &mut [f64]) -> Vec<Best> {
         dots.fill(0.0);
+        let mut found: Vec<Best> = peak_slots
+            .iter()
+            .map(|_| Best::new(SPARE * self.params.k))
+            .collect();
         for i in self.active(w) {
             let (zr, zi) = (self.index.re[i], self.index.im[i]);
-            for e in self.index.column(self.s.freq[i]) {
-                dots[e.word as usize] += zr * e.re + zi * e.im;
+            let column = self.index.column(self.s.freq[i]);
+            match peak_slots.iter().position(|&p| p == i) {
+                None => {
+                    for e in column {
+                        dots[e.word as usize] += zr * e.re + zi * e.im;
+                    }
+                }
+                Some(p) => {
+                    for e in column {
+                        let term = zr * e.re + zi * e.im;
+                        dots[e.word as usize] += term;
+                        self.offer_neighbour(w, i, e, term, &mut found[p]);
+                    }
+                }
             }
         }
+        found
+    }
+
+    /// Offers `e` (`term`: its product with `w` at the column's frequency, from `w`'s `slot`)
+    /// as a sense neighbour, if its own peaks include that frequency.
+    fn offer_neighbour(&self, w: usize, slot: usize, e: &Entry, term: f64, best: &mut Best) {
+        let score = match self.params.rank {
+            Ranking::Phase => term,
+            Ranking::Amplitude => (self.s.amp[slot] * e.amp) as f64,
+        };
+        // Anti-aligned words pull the inner product down: not neighbours. The score is
+        // checked first: most words fall short of the list and never cost the random read.
+        if score <= 0.0 || best.bar().is_some_and(|bar| score < bar) {
+            return;
+        }
+        let u = e.word as usize;
+        if u == w || e.amp <= 0.0 || e.amp < self.params.peak_ratio * self.index.max_amp[u] {
+            return;
+        }
+        best.offer(e.word, score);
     }
 
     /// The `neighbourhood` words with the largest positive cosine with `w`, best first.
@@ -413,50 +456,54 @@ impl Analyzer<'_> {
         best.items
     }
 
-    /// The words whose own peaks include `w`'s frequency `f`, best score first.
-    fn sense_neighbours(&self, w: usize, slot: usize, dots: &[f64]) -> Vec<(u32, f64)> {
-        let (ratio, f) = (self.params.peak_ratio, self.s.freq[slot]);
-        let (zr, zi, za) = (self.index.re[slot], self.index.im[slot], self.s.amp[slot]);
-        let mut best = Best::new(self.params.k);
-        for e in self.index.column(f) {
-            let score = match self.params.rank {
-                Ranking::Phase => zr * e.re + zi * e.im,
-                Ranking::Amplitude => (za * e.amp) as f64,
-            };
-            // Anti-aligned words pull the inner product down: not neighbours. The score comes
-            // from the column itself, so it is checked first: most words fall short of the
-            // list and never cost the two random reads below.
-            if score <= 0.0 || best.bar().is_some_and(|bar| score < bar) {
-                continue;
+    /// The sense neighbours of `w` through its peak `slot`, best first: the words whose own
+    /// peaks include that frequency, from the column pass's candidates `found`. The phase
+    /// ranking keeps those with a positive cosine with `w` (one frequency's term can be large
+    /// for a word whose other terms cancel it: no neighbour at all); in the rare case that
+    /// leaves fewer than `k` of a full list, the column is read again.
+    fn sense_neighbours(
+        &self,
+        w: usize,
+        slot: usize,
+        found: Best,
+        dots: &[f64],
+    ) -> Vec<(u32, f64)> {
+        let (k, phase) = (self.params.k, self.params.rank == Ranking::Phase);
+        let full = found.items.len() == found.n;
+        let kept: Vec<(u32, f64)> = (found.items.into_iter())
+            .filter(|&(u, _)| !phase || dots[u as usize] > 0.0)
+            .take(k)
+            .collect();
+        if kept.len() == k || !full {
+            return kept;
+        }
+        let (zr, zi) = (self.index.re[slot], self.index.im[slot]);
+        let mut best = Best::new(k);
+        for e in self.index.column(self.s.freq[slot]) {
+            if dots[e.word as usize] > 0.0 {
+                self.offer_neighbour(w, slot, e, zr * e.re + zi * e.im, &mut best);
             }
-            let u = e.word as usize;
-            if u == w || e.amp <= 0.0 || e.amp < ratio * self.index.max_amp[u] {
-                continue;
-            }
-            // A single frequency's term can be large for a word whose other terms cancel it:
-            // such a word is no neighbour at all.
-            if self.params.rank == Ranking::Phase && dots[u] <= 0.0 {
-                continue;
-            }
-            best.offer(e.word, score);
         }
         best.items
     }
 
-    fn peaks(&self, w: usize, dots: &[f64]) -> Vec<PeakNeighbours> {
-        queries::peaks(self.s, w, self.params.peak_ratio)
-            .into_iter()
-            .map(|(frequency, amplitude, phase)| {
-                let slot = self
-                    .slot_of(w, frequency)
-                    .expect("a peak is an active slot");
-                PeakNeighbours {
+    /// Fills `dots` (see `scan_columns`) and returns the word's peaks with their sense
+    /// neighbours.
+    fn peaks(&self, w: usize, dots: &mut [f64]) -> Vec<PeakNeighbours> {
+        let found = queries::peaks(self.s, w, self.params.peak_ratio);
+        let slots: Vec<usize> = (found.iter())
+            .map(|p| self.slot_of(w, p.0).expect("a peak is an active slot"))
+            .collect();
+        let candidates = self.scan_columns(w, &slots, dots);
+        (found.into_iter().zip(slots).zip(candidates))
+            .map(
+                |(((frequency, amplitude, phase), slot), best)| PeakNeighbours {
                     frequency,
                     amplitude,
                     phase,
-                    neighbours: self.sense_neighbours(w, slot, dots),
-                }
-            })
+                    neighbours: self.sense_neighbours(w, slot, best, dots),
+                },
+            )
             .collect()
     }
 
@@ -532,8 +579,7 @@ impl Analyzer<'_> {
     }
 
     fn analyse(&self, w: usize, scratch: &mut Scratch) -> WordSenses {
-        self.inner_products(w, &mut scratch.dots);
-        let peaks = self.peaks(w, &scratch.dots);
+        let peaks = self.peaks(w, &mut scratch.dots);
         let near = self.nearest(w, &scratch.dots);
         if near.len() < 2 {
             return WordSenses {
@@ -865,7 +911,7 @@ mod tests {
         };
         let mut scratch = Scratch::new(&s);
         for w in 0..s.vocab_size {
-            analyzer.inner_products(w, &mut scratch.dots);
+            analyzer.scan_columns(w, &[], &mut scratch.dots);
             let mine = analyzer.nearest(w, &scratch.dots);
             let engine: Vec<(u32, f32)> = queries::similar(&s, w, 20)
                 .into_iter()
