@@ -3,6 +3,7 @@
 
 use crate::error::CssError;
 use crate::queries;
+use crate::senses::{self, FrequencyIndex, Ranking, SenseParams, WordSenses};
 use crate::spectra::{Spectra, UsageStats};
 use crate::tokenizer;
 use crate::trainer::{Corpus, EpochStats, Progress, TrainParams, Trainer};
@@ -14,6 +15,7 @@ use pyo3::exceptions::{
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use pyo3::types::{PyDict, PyString};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 /// The single place where Rust errors become Python exceptions.
@@ -504,9 +506,7 @@ impl PyTrainer {
     }
 
     fn snapshot(&self, py: Python<'_>) -> PySpectra {
-        PySpectra {
-            inner: py.detach(|| self.inner.snapshot()),
-        }
+        PySpectra::new(py.detach(|| self.inner.snapshot()))
     }
 }
 
@@ -514,9 +514,55 @@ impl PyTrainer {
 #[pyclass(name = "Spectra", module = "css_rs._core", frozen)]
 struct PySpectra {
     inner: Spectra,
+    /// The inverted index of the sense analysis, built by its first call: a scan of 5,000
+    /// words goes by in chunks (for a progress bar), which must not rebuild it each time.
+    index: OnceLock<FrequencyIndex>,
+}
+
+/// A word's senses as plain Python values: `(peaks, senses)`, a peak as `(frequency,
+/// amplitude, phase, [(word id, score)])`, a sense as `([(word id, cosine)], [peak index])`.
+type PeakTuple = (u16, f32, f32, Vec<(u32, f64)>);
+type SenseTuple = (Vec<(u32, f64)>, Vec<usize>);
+type WordSensesTuple = (Vec<PeakTuple>, Vec<SenseTuple>);
+
+fn senses_tuple(found: WordSenses) -> WordSensesTuple {
+    let peaks = found.peaks.into_iter();
+    let senses = found.senses.into_iter();
+    (
+        peaks
+            .map(|p| (p.frequency, p.amplitude, p.phase, p.neighbours))
+            .collect(),
+        senses.map(|s| (s.members, s.peaks)).collect(),
+    )
 }
 
 impl PySpectra {
+    fn new(inner: Spectra) -> Self {
+        PySpectra {
+            inner,
+            index: OnceLock::new(),
+        }
+    }
+
+    /// The sense analysis of `word_ids`, with the GIL released.
+    fn analyse(
+        &self,
+        py: Python<'_>,
+        word_ids: &[i64],
+        settings: &PySenseSettings,
+    ) -> PyResult<Vec<WordSenses>> {
+        let words = word_ids
+            .iter()
+            .map(|&w| self.check_word(w))
+            .collect::<PyResult<Vec<usize>>>()?;
+        let params = settings.inner.clone();
+        py.detach(|| {
+            let index = self.index.get_or_init(|| FrequencyIndex::new(&self.inner));
+            senses::senses(&self.inner, index, &words, &params)
+        })
+        .map_err(to_py_err)
+    }
+
     fn check_word(&self, w: i64) -> PyResult<usize> {
         usize::try_from(w)
             .ok()
@@ -562,7 +608,7 @@ impl PySpectra {
             phase.as_slice()?.to_vec(),
         )
         .map_err(to_py_err)?;
-        Ok(PySpectra { inner })
+        Ok(PySpectra::new(inner))
     }
 
     #[getter]
@@ -658,6 +704,75 @@ impl PySpectra {
         let f = self.check_freq(freq)?;
         Ok(py.detach(|| queries::modes(&self.inner, f, k)))
     }
+
+    /// Peaks, sense neighbours and senses of each word (`senses::senses`), in parallel.
+    fn senses(
+        &self,
+        py: Python<'_>,
+        word_ids: Vec<i64>,
+        settings: PyRef<'_, PySenseSettings>,
+    ) -> PyResult<Vec<WordSensesTuple>> {
+        let found = self.analyse(py, &word_ids, &settings)?;
+        Ok(found.into_iter().map(senses_tuple).collect())
+    }
+
+    /// Only the weights of each word's senses, heaviest first: what a ranking of thousands of
+    /// words needs, without building their members as Python objects.
+    fn sense_weights(
+        &self,
+        py: Python<'_>,
+        word_ids: Vec<i64>,
+        settings: PyRef<'_, PySenseSettings>,
+    ) -> PyResult<Vec<Vec<f64>>> {
+        let found = self.analyse(py, &word_ids, &settings)?;
+        Ok(found
+            .iter()
+            .map(|f| f.senses.iter().map(|s| s.weight()).collect())
+            .collect())
+    }
+}
+
+/// The settings of a sense analysis (`senses::SenseParams`), checked once when made.
+#[pyclass(name = "SenseSettings", module = "css_rs._core", frozen)]
+struct PySenseSettings {
+    inner: SenseParams,
+}
+
+#[pymethods]
+impl PySenseSettings {
+    #[new]
+    #[pyo3(signature = (
+        *, peak_ratio=0.25, k=5, rank="phase", neighbourhood=20, merge_ratio=0.5,
+        min_share=0.25, modes=true, mode_share=0.2
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        peak_ratio: f32,
+        k: usize,
+        rank: &str,
+        neighbourhood: usize,
+        merge_ratio: f64,
+        min_share: f64,
+        modes: bool,
+        mode_share: f64,
+    ) -> PyResult<Self> {
+        let inner = SenseParams {
+            peak_ratio,
+            k,
+            rank: Ranking::parse(rank).map_err(to_py_err)?,
+            neighbourhood,
+            merge_ratio,
+            min_share,
+            modes,
+            mode_share,
+        };
+        inner.validate().map_err(to_py_err)?;
+        Ok(PySenseSettings { inner })
+    }
+
+    fn __repr__(&self) -> String {
+        format!("SenseSettings({:?})", self.inner)
+    }
 }
 
 /// The form of the training kernels this process runs: "avx2" when the CPU has it, else
@@ -685,5 +800,6 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyVocabulary>()?;
     m.add_class::<PyTrainer>()?;
     m.add_class::<PySpectra>()?;
+    m.add_class::<PySenseSettings>()?;
     Ok(())
 }

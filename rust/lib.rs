@@ -9,6 +9,7 @@ pub mod kernels;
 pub mod queries;
 pub mod rng;
 pub mod sampler;
+pub mod senses;
 pub mod spectra;
 pub mod tokenizer;
 pub mod trainer;

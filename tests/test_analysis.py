@@ -86,15 +86,6 @@ def test_phase_neighbours_are_aligned_and_ranked(model: CSSModel) -> None:
             assert model.similarity("bank", word) > 0  # related to the word as a whole
 
 
-def test_nearest_matches_the_engines_similar(model: CSSModel) -> None:
-    index = analysis.FrequencyIndex(model)
-    for word in ("bank", "cat", "the", "guitar"):
-        mine = index.nearest(model.word_id(word), 10)
-        engine = model.similar(word, 10)
-        assert [model.words[i] for i, _ in mine] == [w for w, _ in engine]
-        assert [c for _, c in mine] == pytest.approx([c for _, c in engine], abs=1e-5)
-
-
 def test_polysemy_rejects_bad_arguments(model: CSSModel) -> None:
     with pytest.raises(UnknownWordError) as err:
         analysis.polysemy(model, "bnak")
@@ -146,14 +137,35 @@ def test_most_polysemous_only_considers_the_most_frequent_words(model: CSSModel)
         analysis.most_polysemous(model, top=-1)
 
 
-def test_average_linkage_stops_at_the_threshold() -> None:
-    sim = np.array(
-        [[1.0, 0.9, 0.0, 0.1], [0.9, 1.0, 0.1, 0.0], [0.0, 0.1, 1.0, 0.8], [0.1, 0.0, 0.8, 1.0]]
+def test_most_polysemous_reports_its_progress(model: CSSModel) -> None:
+    calls: list[tuple[int, int]] = []
+    ranked = analysis.most_polysemous(
+        model, top=3, among=len(model), progress=lambda done, total: calls.append((done, total))
     )
-    groups = analysis._average_linkage(sim, 0.5)
-    assert sorted(sorted(g) for g in groups) == [[0, 1], [2, 3]]
-    assert len(analysis._average_linkage(sim, -1.0)) == 1
-    assert len(analysis._average_linkage(sim, 0.95)) == 4
+    assert calls[0] == (0, len(model)) and calls[-1] == (len(model), len(model))
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls)
+    assert [r.word for r in ranked] == [r.word for r in analysis.most_polysemous(model, top=3)]
+
+
+def test_sense_weights_are_the_reports_weights(model: CSSModel) -> None:
+    analyzer = analysis.SenseAnalyzer(model)
+    ids = [model.word_id(w) for w in ("bank", "bat", "cat", "the")]
+    weights = analyzer.sense_weights(ids)
+    assert weights == [[s.weight for s in r.senses] for r in analyzer.senses(ids)]
+    assert len(weights[0]) == 2 and weights[0] == sorted(weights[0], reverse=True)
+
+
+def test_senses_without_the_modes_draw_from_the_nearest_words_only(model: CSSModel) -> None:
+    report = analysis.SenseAnalyzer(model, modes=False).senses([model.word_id("bank")])[0]
+    near = {w for w, _ in model.similar("bank", analysis.DEFAULT_NEIGHBOURHOOD)}
+    assert report.senses and {w for s in report.senses for w, _ in s.members} <= near
+
+
+def test_sense_settings_are_checked_by_the_engine() -> None:
+    with pytest.raises(ValueError, match="rank"):
+        css_rs._core.SenseSettings(rank="loudest")
+    with pytest.raises(ValueError, match="neighbourhood"):
+        css_rs._core.SenseSettings(neighbourhood=1)
 
 
 # --- frequencies and model information -----------------------------------------------------

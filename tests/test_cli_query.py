@@ -4,6 +4,7 @@ typer's CliRunner, plus real subprocesses for exit codes and stderr."""
 from __future__ import annotations
 
 import fcntl
+import io
 import json
 import os
 import subprocess
@@ -16,7 +17,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 import css_rs
-from css_rs import CSSModel
+from css_rs import CSSModel, analysis
 from css_rs.cli import app
 from css_rs.persistence import metadata_path
 from css_rs.synthetic import POLYSEMOUS, cluster_of
@@ -377,3 +378,24 @@ def test_output_piped_into_a_reader_that_stops_early(model_path: Path) -> None:
     err = proc.stderr.read()
     assert proc.wait(timeout=60) == 141
     assert b"Broken pipe" not in err and b"Traceback" not in err
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_polysemy_scan_shows_progress_on_a_terminal_only(model: CSSModel) -> None:
+    from css_rs.cli.query import scan_progress
+
+    screen = Terminal()
+    with scan_progress("Senses", screen) as progress:
+        assert progress is not None
+        analysis.most_polysemous(model, top=2, among=len(model), progress=progress)
+    assert "Senses" in screen.getvalue()
+    pipe = io.StringIO()
+    with scan_progress("Senses", pipe) as progress:
+        assert progress is None
+    with scan_progress("Senses", None) as progress:  # --json
+        assert progress is None
+    assert pipe.getvalue() == ""

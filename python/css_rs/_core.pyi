@@ -109,3 +109,28 @@ class Spectra:
         self, word: int, freq: int, ratio: float, k: int
     ) -> list[tuple[int, float]]: ...
     def modes(self, freq: int, k: int) -> list[tuple[int, float]]: ...
+    def senses(
+        self, word_ids: list[int], settings: SenseSettings
+    ) -> list[
+        tuple[
+            list[tuple[int, float, float, list[tuple[int, float]]]],
+            list[tuple[list[tuple[int, float]], list[int]]],
+        ]
+    ]: ...
+    def sense_weights(self, word_ids: list[int], settings: SenseSettings) -> list[list[float]]: ...
+
+class SenseSettings:
+    """The settings of a sense analysis (``css_rs.analysis.SenseAnalyzer``), checked once."""
+
+    def __init__(
+        self,
+        *,
+        peak_ratio: float = 0.25,
+        k: int = 5,
+        rank: str = "phase",
+        neighbourhood: int = 20,
+        merge_ratio: float = 0.5,
+        min_share: float = 0.25,
+        modes: bool = True,
+        mode_share: float = 0.2,
+    ) -> None: ...

@@ -35,7 +35,7 @@ import contextlib
 import io
 import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal, Optional
@@ -43,6 +43,7 @@ from typing import IO, TYPE_CHECKING, Any, Literal, Optional
 import numpy as np
 import orjson
 
+from css_rs import _core
 from css_rs.errors import CssRsError, InputError
 from css_rs.model import DEFAULT_PEAK_RATIO, Peak, Polysemy
 from css_rs.persistence import (
@@ -72,6 +73,11 @@ DEFAULT_MERGE_RATIO = 0.5
 DEFAULT_MIN_SHARE = 0.25
 # ... unless two of its words came from one of the word's peaks and it reaches this fraction.
 DEFAULT_MODE_SHARE = 0.2
+# Words per call of the Rust scan when progress is shown: each call is parallel over its words,
+# and 1,000 of them take a few tenths of a second.
+SCAN_CHUNK = 1000
+
+ProgressCallback = Callable[[int, int], None]  # (words done, words in all)
 
 
 class MissingDependencyError(CssRsError):
@@ -81,116 +87,25 @@ class MissingDependencyError(CssRsError):
 # --- the model's entries, grouped by frequency ---------------------------------------------
 class FrequencyIndex:
     """All active entries of a model grouped by frequency (an inverted index), built once with
-    numpy from ``slot_arrays``; the base of the per-frequency queries below."""
+    numpy from ``slot_arrays``: the base of ``frequency_summaries``. (The sense analysis has
+    its own, in Rust: ``rust/senses.rs``.)"""
 
     def __init__(self, model: CSSModel) -> None:
-        freq, amp, phase = model.slot_arrays()
-        self.vocab_size = len(model)
-        self.frequency_dim = model.frequency_dim
+        freq, amp, _ = model.slot_arrays()
         active = freq != EMPTY_FREQUENCY
-        self.slot_freq = np.where(active, freq.astype(np.int64), -1)
-        # Amplitudes stay float32, as in the engine, so that amplitude rankings and the peak
-        # threshold compare exactly the same numbers (and break ties the same way).
-        self.slot_amp = np.where(active, amp, np.float32(0)).astype(np.float32)
-        self.slot_phase = phase
-        self.slot_value = np.where(active, amp * np.exp(1j * phase.astype(np.float64)), 0)
-        self.max_amplitude = self.slot_amp.max(axis=1, initial=np.float32(0))
-        self.norms = np.sqrt((self.slot_amp.astype(np.float64) ** 2).sum(axis=1))
         rows, cols = np.nonzero(active)
-        entry_freq = self.slot_freq[rows, cols]
+        entry_freq = freq[rows, cols].astype(np.int64)
         order = np.argsort(entry_freq, kind="stable")  # rows stay ascending within a frequency
         self.words = rows[order]
-        self.values = self.slot_value[rows, cols][order]
-        self.amplitudes = self.slot_amp[rows, cols][order]
-        counts = np.bincount(entry_freq, minlength=self.frequency_dim)
+        # float32, as the engine's amplitudes, so that rankings break ties the same way.
+        self.amplitudes = amp[rows, cols][order].astype(np.float32)
+        counts = np.bincount(entry_freq, minlength=model.frequency_dim)
         self.starts = np.concatenate([[0], np.cumsum(counts)])
 
-    def column(self, f: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(word ids, complex values, amplitudes)`` of the words that use frequency ``f``."""
+    def column(self, f: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(word ids, amplitudes)`` of the words that use frequency ``f``."""
         sl = slice(int(self.starts[f]), int(self.starts[f + 1]))
-        return self.words[sl], self.values[sl], self.amplitudes[sl]
-
-    def value_at(self, word: int, f: int) -> complex:
-        hit = self.slot_freq[word] == f
-        return complex(self.slot_value[word][hit][0]) if hit.any() else 0j
-
-    def amplitude_at(self, word: int, f: int) -> np.float32:
-        hit = self.slot_freq[word] == f
-        return self.slot_amp[word][hit][0] if hit.any() else np.float32(0)
-
-    def peaks(self, word: int, peak_ratio: float) -> list[tuple[int, float, float]]:
-        """``(frequency, amplitude, phase)`` of the word's peaks, strongest first (ties by
-        frequency), exactly as the engine's ``peaks``."""
-        f, amp, phase = self.slot_freq[word], self.slot_amp[word], self.slot_phase[word]
-        threshold = np.float32(peak_ratio) * self.max_amplitude[word]
-        keep = np.flatnonzero((f >= 0) & (amp >= threshold) & (self.max_amplitude[word] > 0))
-        keep = keep[np.lexsort((f[keep], -amp[keep]))]
-        return [(int(f[i]), float(amp[i]), float(phase[i])) for i in keep]
-
-    def inner_products(self, word: int) -> np.ndarray:
-        """``Re<S_word, S_u>`` for every word ``u`` (length V). Only words sharing a frequency
-        are non-zero, so the products are summed over the word's own columns:
-        ``O(entries touched + V)``, no dense matrix."""
-        f, z = self.slot_freq[word], self.slot_value[word]
-        ids, terms = [np.zeros(0, np.int64)], [np.zeros(0)]
-        for fj, zj in zip(f[f >= 0], z[f >= 0]):
-            users, values, _ = self.column(int(fj))
-            ids.append(users)
-            terms.append((zj * np.conj(values)).real)
-        return np.bincount(np.concatenate(ids), np.concatenate(terms), self.vocab_size)
-
-    def nearest(
-        self, word: int, n: int, dots: Optional[np.ndarray] = None
-    ) -> list[tuple[int, float]]:
-        """The ``n`` words with the largest positive complex cosine with ``word``, best first
-        (``dots``: its ``inner_products``, when already computed)."""
-        if self.norms[word] == 0:
-            return []
-        dots = self.inner_products(word) if dots is None else dots.copy()
-        dots[word] = 0.0
-        candidates = np.flatnonzero(dots > 0)
-        cosines = dots[candidates] / (self.norms[candidates] * self.norms[word])
-        return _top_scores(candidates, cosines, n)
-
-    def sense_neighbours(
-        self,
-        word: int,
-        f: int,
-        peak_ratio: float,
-        k: int,
-        rank: Ranking,
-        dots: Optional[np.ndarray] = None,
-    ) -> list[tuple[int, float]]:
-        """The words whose own peaks include ``f``, best score first (ties by id, as the
-        engine). ``rank="amplitude"``: amplitude product (float32, as the engine's amplitudes).
-        ``rank="phase"``: the phase-aligned product, among the words with a positive cosine
-        with ``word`` (``dots``: its ``inner_products``) - one frequency's term can be large
-        for a word whose other terms cancel it, and such a word is no neighbour at all."""
-        users, values, amps = self.column(f)
-        eligible = (amps >= np.float32(peak_ratio) * self.max_amplitude[users]) & (amps > 0)
-        eligible &= users != word
-        if rank == "phase":
-            dots = self.inner_products(word) if dots is None else dots
-            eligible &= dots[users] > 0
-            scores = (self.value_at(word, f) * np.conj(values[eligible])).real
-        else:
-            scores = (self.amplitude_at(word, f) * amps[eligible]).astype(np.float64)
-        users = users[eligible]
-        keep = scores > 0  # anti-aligned words pull the inner product down: not neighbours
-        return _top_scores(users[keep], scores[keep], k)
-
-    def unit_rows(self, words: np.ndarray) -> np.ndarray:
-        """Unit-norm rows ``[re..., im...]`` (float64, ``n x 2D``) of ``words``: their dot
-        products are the complex cosines ``Re<a, b>`` (and real matrix products are far
-        faster than complex ones for these small blocks)."""
-        d = self.frequency_dim
-        dense = np.zeros((len(words), 2 * d), dtype=np.float64)
-        f, z = self.slot_freq[words], self.slot_value[words]
-        r, c = np.nonzero(f >= 0)
-        dense[r, f[r, c]] = z[r, c].real
-        dense[r, d + f[r, c]] = z[r, c].imag
-        norms = np.linalg.norm(dense, axis=1, keepdims=True)
-        return np.divide(dense, norms, out=np.zeros_like(dense), where=norms > 0)
+        return self.words[sl], self.amplitudes[sl]
 
 
 def _top_scores(ids: np.ndarray, scores: np.ndarray, k: int) -> list[tuple[int, float]]:
@@ -319,7 +234,6 @@ class SenseAnalyzer:
         min_share: float = DEFAULT_MIN_SHARE,
         modes: bool = True,
         mode_share: float = DEFAULT_MODE_SHARE,
-        index: Optional[FrequencyIndex] = None,
     ) -> None:
         if rank not in RANKINGS:
             raise ValueError(f"rank must be one of {', '.join(RANKINGS)}, got {rank!r}")
@@ -328,139 +242,64 @@ class SenseAnalyzer:
         if k < 1 or neighbourhood < 2:
             raise ValueError(f"need k >= 1 and neighbourhood >= 2, got {k} and {neighbourhood}")
         self.model = model
-        self.index = index or FrequencyIndex(model)
         self.peak_ratio, self.k, self.rank = peak_ratio, k, rank
         self.neighbourhood, self.merge_ratio, self.min_share = neighbourhood, merge_ratio, min_share
         self.modes, self.mode_share = modes, mode_share
+        self._settings = _core.SenseSettings(
+            peak_ratio=peak_ratio,
+            k=k,
+            rank=rank,
+            neighbourhood=neighbourhood,
+            merge_ratio=merge_ratio,
+            min_share=min_share,
+            modes=modes,
+            mode_share=mode_share,
+        )
 
     def polysemy(self, word_ids: Sequence[int]) -> list[Polysemy]:
         """Peaks and their sense neighbours for each word."""
-        return [self._polysemy(w, self._dots(w)) for w in word_ids]
+        return [r.polysemy for r in self.senses(word_ids)]
 
     def senses(self, word_ids: Sequence[int]) -> list[SenseReport]:
-        """Peaks, sense neighbours and senses for each word."""
-        counts = self.model.vocab.counts
+        """Peaks, sense neighbours and senses for each word (computed in Rust, in parallel
+        over the words, with the GIL released)."""
+        words, counts = self.model.words, self.model.vocab.counts
+        found = self.model._spectra.senses(list(word_ids), self._settings)
         reports = []
-        for w in word_ids:
-            dots = self.index.inner_products(w)
-            found = self._polysemy(w, dots)
-            senses = self._senses_of(w, found.peaks, dots)
-            word = self.model.words[w]
+        for w, (raw_peaks, raw_senses) in zip(word_ids, found):
+            peaks = [
+                Peak(f, a, ph, [(words[u], s) for u, s in neighbours])
+                for f, a, ph, neighbours in raw_peaks
+            ]
+            senses = [
+                Sense([(words[u], c) for u, c in members], [peaks[i] for i in carried])
+                for members, carried in raw_senses
+            ]
+            word = words[w]
             reports.append(
-                SenseReport(word, counts.get(word, 0), found, senses, self.neighbourhood)
+                SenseReport(
+                    word, counts.get(word, 0), Polysemy(word, peaks), senses, self.neighbourhood
+                )
             )
         return reports
 
-    def _dots(self, word_id: int) -> Optional[np.ndarray]:
-        # The amplitude ranking does not look at the cosines: skip their cost.
-        return self.index.inner_products(word_id) if self.rank == "phase" else None
-
-    def _polysemy(self, word_id: int, dots: Optional[np.ndarray]) -> Polysemy:
-        words = self.model.words
-        peaks = []
-        for f, a, ph in self.index.peaks(word_id, self.peak_ratio):
-            found = self.index.sense_neighbours(
-                word_id, f, self.peak_ratio, self.k, self.rank, dots
+    def sense_weights(
+        self, word_ids: Sequence[int], progress: Optional[ProgressCallback] = None
+    ) -> list[list[float]]:
+        """The weights of each word's senses, heaviest first (``Sense.weight``, bit for bit):
+        enough to rank thousands of words without building their reports. ``progress(done,
+        total)`` is called after each chunk of words."""
+        ids = list(word_ids)
+        if progress is None:
+            return self.model._spectra.sense_weights(ids, self._settings)
+        out: list[list[float]] = []
+        progress(0, len(ids))
+        for start in range(0, len(ids), SCAN_CHUNK):
+            out += self.model._spectra.sense_weights(
+                ids[start : start + SCAN_CHUNK], self._settings
             )
-            peaks.append(Peak(f, a, ph, [(words[u], s) for u, s in found]))
-        return Polysemy(words[word_id], peaks)
-
-    def _senses_of(self, word_id: int, peaks: list[Peak], dots: np.ndarray) -> list[Sense]:
-        words = self.model.words
-        near = self.index.nearest(word_id, self.neighbourhood, dots)
-        if len(near) < 2:
-            return []
-        ids, from_peak = self._candidates(near, peaks)
-        rows = self.index.unit_rows(np.concatenate([[word_id], ids]))
-        cosines = rows[1:] @ rows[0]
-        mutual = rows[1:] @ rows[1:].T
-        # The scale comes from the nearest words alone: the peaks' modes add words that are
-        # further from the word (its less frequent senses), which must not lower the bar.
-        scale = float(np.mean([c for _, c in near]))
-        groups = _average_linkage(mutual, self.merge_ratio * scale)
-        groups = [g for g in groups if len(g) >= 2]
-        groups.sort(key=lambda g: -cosines[g].sum())
-        if not groups:
-            return []
-        heaviest = cosines[groups[0]].sum()
-        groups = [
-            g
-            for g in groups
-            if cosines[g].sum() >= self.min_share * heaviest
-            or (_carried(g, from_peak) and cosines[g].sum() >= self.mode_share * heaviest)
-        ]
-        carriers = self._carriers(rows, peaks, groups)
-        return [
-            Sense(
-                [(words[ids[i]], float(cosines[i])) for i in sorted(g, key=lambda i: -cosines[i])],
-                [p for p, s in zip(peaks, carriers) if s == n],
-            )
-            for n, g in enumerate(groups)
-        ]
-
-    def _candidates(
-        self, near: list[tuple[int, float]], peaks: list[Peak]
-    ) -> tuple[np.ndarray, list[int]]:
-        """The words senses are drawn from: the nearest ones, then the peaks' sense neighbours
-        (its modes) when ``modes`` is on. A sense that the frequent sense crowds out of the
-        nearest words still shows as a peak whose neighbours are close to each other. Returns
-        the ids and, per id, the index of the peak it came from (-1: a nearest word)."""
-        ids = [i for i, _ in near]
-        from_peak = [-1] * len(ids)
-        if self.modes:
-            seen = set(ids)
-            for n, peak in enumerate(peaks):
-                for word, _ in peak.neighbours:
-                    i = self.model.word_id(word)
-                    if i not in seen:
-                        seen.add(i)
-                        ids.append(i)
-                        from_peak.append(n)
-        return np.array(ids, dtype=np.int64), from_peak
-
-    @staticmethod
-    def _carriers(rows: np.ndarray, peaks: list[Peak], groups: list[list[int]]) -> list[int]:
-        """For each peak, the group it adds most similarity to (-1: none, it subtracts from
-        all). ``rows`` are unit ``[re, im]`` rows, the word's first, then its neighbours'."""
-        d = rows.shape[1] // 2
-        out = []
-        for peak in peaks:
-            re, im = peak.frequency, d + peak.frequency
-            terms = rows[0, re] * rows[1:, re] + rows[0, im] * rows[1:, im]
-            gains = [float(terms[g].sum()) for g in groups]
-            best = int(np.argmax(gains)) if gains else -1
-            out.append(best if best >= 0 and gains[best] > 0 else -1)
+            progress(len(out), len(ids))
         return out
-
-
-def _carried(group: list[int], from_peak: list[int]) -> bool:
-    """Whether at least two members of ``group`` came from the same peak's modes: a sense the
-    word holds a frequency for, however light its similarity mass."""
-    peaks = [from_peak[i] for i in group if from_peak[i] >= 0]
-    return any(peaks.count(n) >= 2 for n in set(peaks))
-
-
-def _average_linkage(similarity: np.ndarray, threshold: float) -> list[list[int]]:
-    """Agglomerative clustering: merges the two most similar groups (mean pairwise similarity)
-    while that similarity is at least ``threshold``."""
-    n = len(similarity)
-    sim = similarity.astype(np.float64)
-    np.fill_diagonal(sim, -np.inf)
-    groups: list[list[int]] = [[i] for i in range(n)]
-    alive = np.ones(n, dtype=bool)
-    while alive.sum() > 1:
-        masked = np.where(alive[:, None] & alive[None, :], sim, -np.inf)
-        a, b = divmod(int(np.argmax(masked)), n)
-        if masked[a, b] < threshold:
-            break
-        na, nb = len(groups[a]), len(groups[b])
-        merged = (sim[a] * na + sim[b] * nb) / (na + nb)  # mean similarity to the union
-        sim[a, :], sim[:, a] = merged, merged
-        sim[a, a] = -np.inf
-        groups[a] += groups[b]
-        groups[b] = []
-        alive[b] = False
-    return [g for g in groups if g]
 
 
 def polysemy(
@@ -504,19 +343,25 @@ def most_polysemous(
     k: int = 5,
     rank: Ranking = "phase",
     neighbourhood: int = DEFAULT_NEIGHBOURHOOD,
+    progress: Optional[ProgressCallback] = None,
 ) -> list[SenseReport]:
     """The ``top`` most polysemous of the ``among`` most frequent words (rare words have noisy
     spectra): words with two or more senses, by ``SenseReport.score`` (the second sense's
-    similarity mass: balance and strength together), then number of senses."""
+    similarity mass: balance and strength together), then number of senses. ``progress(done,
+    total)`` follows the scan of the ``among`` words."""
     if top < 0 or among < 0:
         raise ValueError("top and among must not be negative")
     candidates = list(range(min(among, len(model))))  # ids are in order of descending count
     analyzer = SenseAnalyzer(
         model, peak_ratio=peak_ratio, k=k, rank=rank, neighbourhood=neighbourhood
     )
-    reports = [r for r in analyzer.senses(candidates) if r.is_polysemous]
-    reports.sort(key=lambda r: (-r.score, -len(r.senses)))
-    return reports[:top]
+    # Ranked on the weights alone; reports are built for the winners only. (Candidates are
+    # the ids 0..n-1, so weights[w] is word w's.)
+    weights = analyzer.sense_weights(candidates, progress)
+    ranked = [w for w in candidates if len(weights[w]) >= 2]
+    # The score is SenseReport.score: the second sense's weight per neighbour.
+    ranked.sort(key=lambda w: (-(weights[w][1] / neighbourhood), -len(weights[w])))
+    return analyzer.senses(ranked[:top])
 
 
 # --- frequencies ---------------------------------------------------------------------------
@@ -542,7 +387,7 @@ def frequency_summaries(model: CSSModel, k: int = 5) -> list[FrequencySummary]:
     words = model.words
     out = []
     for f in range(model.frequency_dim):
-        users, _, amps = index.column(f)
+        users, amps = index.column(f)
         best = _top_scores(users, amps.astype(np.float64), k)
         out.append(FrequencySummary(f, len(users), [(words[w], a) for w, a in best]))
     return out

@@ -139,8 +139,12 @@ class Reporter:
     # -- progress ------------------------------------------------------------------------
 
     @contextmanager
-    def task(self, description: str, total: Optional[float] = None) -> Iterator[TaskHandle]:
-        """A progress display for one phase: a rich bar on a terminal, log lines otherwise."""
+    def task(
+        self, description: str, total: Optional[float] = None, *, transient: bool = False
+    ) -> Iterator[TaskHandle]:
+        """A progress display for one phase: a rich bar on a terminal, log lines otherwise.
+        A ``transient`` bar is erased when the phase ends (a query's bar, whose result
+        follows it)."""
         if not self.live:
             handle: TaskHandle = _LogTask(self, description, total)
             try:
@@ -158,7 +162,7 @@ class Reporter:
             # Last and wrapping: on a narrow terminal the figures fold instead of being cut.
             TextColumn("{task.fields[stats]}", table_column=Column(ratio=1, no_wrap=False)),
             console=self.console,
-            transient=False,
+            transient=transient,
         )
         with progress:
             task_id = progress.add_task(description, total=total, stats="")

@@ -11,16 +11,18 @@ from __future__ import annotations
 import json
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, TextIO
 
 import typer
 
 from css_rs import analysis
 from css_rs.cli import app, fail, handle_errors
 from css_rs.model import DEFAULT_PEAK_RATIO, CSSModel, load
+from css_rs.progress import Reporter
 
 MODEL_ARGUMENT = typer.Argument(
     ..., metavar="MODEL", help="Model file (css_model.json).", show_default=False
@@ -263,7 +265,10 @@ def polysemy(
         model = load(model_path)
         options: dict[str, Any] = {"peak_ratio": peak_ratio, "k": neighbours, "rank": rank.value}
         if word is None:
-            ranked = analysis.most_polysemous(model, top=top, among=among, **options)
+            with scan_progress("Senses", None if as_json else sys.stderr) as progress:
+                ranked = analysis.most_polysemous(
+                    model, top=top, among=among, progress=progress, **options
+                )
             if as_json:
                 emit_json({"among": min(among, len(model)), "words": [r.to_dict() for r in ranked]})
             else:
@@ -274,6 +279,20 @@ def polysemy(
             emit_json(report.to_dict())
         else:
             _print_senses(report, rank.value, peak_ratio)
+
+
+@contextmanager
+def scan_progress(
+    description: str, stream: Optional[TextIO]
+) -> Iterator[Optional[analysis.ProgressCallback]]:
+    """A progress bar for a scan of words, on ``stream`` when it is a terminal (stderr: the
+    results go to stdout, which may be a file), erased when the scan ends; otherwise (no
+    stream, a pipe, a log file) nothing at all, and the callback is None."""
+    if stream is None or not stream.isatty():
+        yield None
+        return
+    with Reporter(stream, live=True).task(description, transient=True) as bar:
+        yield lambda done, total: bar.update(done, f"{done:,} / {total:,} words", total=total)
 
 
 def _print_senses(report: analysis.SenseReport, rank: str, peak_ratio: float) -> None:

@@ -1,0 +1,939 @@
+//! A word's senses: groups of its nearest words (and of its peaks' sense neighbours) that are
+//! close to each other, each peak attached to the group it carries. What
+//! `css_rs.analysis.SenseAnalyzer` reports, computed here for many words in parallel.
+//!
+//! Per word: its inner products with every word, summed over an inverted index (the columns of
+//! its own frequencies: no dense rows, nothing O(V·D)); its peaks and their sense neighbours;
+//! its `neighbourhood` nearest words; the candidates (nearest words, then the peaks' sense
+//! neighbours); their mutual cosines (O(K) each); average linkage; filters; carriers.
+//!
+//! Values are float64, computed from the stored float32 amplitudes and phases exactly as the
+//! numpy code this replaces computed them, so that rankings and thresholds come out the same
+//! (float32 values would reorder near-ties among a word's neighbours). Amplitude comparisons
+//! (peaks, eligibility, the amplitude ranking) stay float32, as in `queries`.
+
+use crate::error::{CssError, Result};
+use crate::queries;
+use crate::spectra::{Spectra, EMPTY};
+use rayon::prelude::*;
+
+/// How a peak's sense neighbours are ranked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ranking {
+    /// The phase-aligned product `Re(z_w(f) · conj z_u(f))`, among the words with a positive
+    /// cosine with the word (as `queries::sense_neighbours`).
+    Phase,
+    /// The plain amplitude product (float32), for comparison.
+    Amplitude,
+}
+
+impl Ranking {
+    pub fn parse(name: &str) -> Result<Self> {
+        match name {
+            "phase" => Ok(Ranking::Phase),
+            "amplitude" => Ok(Ranking::Amplitude),
+            _ => Err(CssError::invalid(
+                "rank",
+                name,
+                "must be phase or amplitude",
+            )),
+        }
+    }
+}
+
+/// The settings of a sense analysis (`SenseAnalyzer`'s, with the same defaults).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SenseParams {
+    /// A peak is an entry with at least this fraction of the word's largest amplitude.
+    pub peak_ratio: f32,
+    /// Sense neighbours per peak.
+    pub k: usize,
+    pub rank: Ranking,
+    /// Senses are drawn from this many nearest words.
+    pub neighbourhood: usize,
+    /// Groups join while their mean mutual cosine is >= this x the word's mean cosine with
+    /// its nearest words.
+    pub merge_ratio: f64,
+    /// A group lighter than this fraction of the heaviest is no sense...
+    pub min_share: f64,
+    /// Whether the peaks' sense neighbours are candidates too.
+    pub modes: bool,
+    /// ... unless two of its members came from one peak and it reaches this fraction.
+    pub mode_share: f64,
+}
+
+impl Default for SenseParams {
+    fn default() -> Self {
+        SenseParams {
+            peak_ratio: 0.25,
+            k: 5,
+            rank: Ranking::Phase,
+            neighbourhood: 20,
+            merge_ratio: 0.5,
+            min_share: 0.25,
+            modes: true,
+            mode_share: 0.2,
+        }
+    }
+}
+
+impl SenseParams {
+    pub fn validate(&self) -> Result<()> {
+        if !(0.0..=1.0).contains(&self.peak_ratio) {
+            return Err(CssError::invalid(
+                "peak_ratio",
+                self.peak_ratio,
+                "must be in 0..1",
+            ));
+        }
+        if self.k < 1 {
+            return Err(CssError::invalid("k", self.k, "must be >= 1"));
+        }
+        if self.neighbourhood < 2 {
+            return Err(CssError::invalid(
+                "neighbourhood",
+                self.neighbourhood,
+                "must be >= 2",
+            ));
+        }
+        for (field, value) in [
+            ("merge_ratio", self.merge_ratio),
+            ("min_share", self.min_share),
+            ("mode_share", self.mode_share),
+        ] {
+            if !value.is_finite() {
+                return Err(CssError::invalid(field, value, "must be a finite number"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One peak of a word and its sense neighbours `(word, score)`, best first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeakNeighbours {
+    pub frequency: u16,
+    pub amplitude: f32,
+    pub phase: f32,
+    pub neighbours: Vec<(u32, f64)>,
+}
+
+/// A group of candidates close to each other: `(word, cosine with the sensed word)`, best
+/// first, and the indices (into the word's peaks) of the peaks that carry it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sense {
+    pub members: Vec<(u32, f64)>,
+    pub peaks: Vec<usize>,
+}
+
+impl Sense {
+    /// Similarity mass: the members' cosines summed in order (as Python's `Sense.weight`, so
+    /// both sides rank words by bit-identical scores).
+    pub fn weight(&self) -> f64 {
+        self.members.iter().fold(0.0, |acc, &(_, c)| acc + c)
+    }
+}
+
+/// A word's peaks (strongest first) and senses (heaviest first).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct WordSenses {
+    pub peaks: Vec<PeakNeighbours>,
+    pub senses: Vec<Sense>,
+}
+
+// --- the inverted index ------------------------------------------------------------------
+
+/// One word's value at a column's frequency.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    word: u32,
+    amp: f32,
+    re: f64,
+    im: f64,
+}
+
+/// All active entries grouped by frequency (words ascending within a frequency), and each
+/// slot's value in float64. Built once per model (`PySpectra` keeps it), O(V·K) memory.
+pub struct FrequencyIndex {
+    starts: Vec<usize>,
+    entries: Vec<Entry>,
+    /// Per slot, as `Spectra`'s arrays: `amp · (cos φ, sin φ)` in float64 (0 when empty).
+    re: Vec<f64>,
+    im: Vec<f64>,
+    /// Per word: `sqrt(Σ amp²)` in float64, and the largest amplitude.
+    norm: Vec<f64>,
+    max_amp: Vec<f32>,
+}
+
+impl FrequencyIndex {
+    pub fn new(s: &Spectra) -> Self {
+        let (re, im): (Vec<f64>, Vec<f64>) = (0..s.freq.len())
+            .map(|i| {
+                if s.freq[i] == EMPTY {
+                    return (0.0, 0.0);
+                }
+                let (sin, cos) = (s.phase[i] as f64).sin_cos();
+                (s.amp[i] as f64 * cos, s.amp[i] as f64 * sin)
+            })
+            .unzip();
+        let mut starts = vec![0usize; s.frequency_dim + 1];
+        for &f in s.freq.iter().filter(|&&f| f != EMPTY) {
+            starts[f as usize + 1] += 1;
+        }
+        for f in 0..s.frequency_dim {
+            starts[f + 1] += starts[f];
+        }
+        let mut next = starts.clone();
+        let blank = Entry {
+            word: 0,
+            amp: 0.0,
+            re: 0.0,
+            im: 0.0,
+        };
+        let mut entries = vec![blank; starts[s.frequency_dim]];
+        for w in 0..s.vocab_size {
+            for i in s.slots(w).take_while(|&i| s.freq[i] != EMPTY) {
+                let f = s.freq[i] as usize;
+                entries[next[f]] = Entry {
+                    word: w as u32,
+                    amp: s.amp[i],
+                    re: re[i],
+                    im: im[i],
+                };
+                next[f] += 1;
+            }
+        }
+        let active = |w: usize| s.slots(w).take_while(|&i| s.freq[i] != EMPTY);
+        let norm = (0..s.vocab_size)
+            .map(|w| {
+                active(w)
+                    .map(|i| (s.amp[i] as f64).powi(2))
+                    .sum::<f64>()
+                    .sqrt()
+            })
+            .collect();
+        let max_amp = (0..s.vocab_size)
+            .map(|w| active(w).fold(0.0f32, |m, i| m.max(s.amp[i])))
+            .collect();
+        FrequencyIndex {
+            starts,
+            entries,
+            re,
+            im,
+            norm,
+            max_amp,
+        }
+    }
+
+    fn column(&self, f: u16) -> &[Entry] {
+        &self.entries[self.starts[f as usize]..self.starts[f as usize + 1]]
+    }
+}
+
+/// How many more sense-neighbour candidates than `k` the column pass keeps per peak, so that
+/// the cosine check afterwards rarely leaves fewer than `k` (then the column is read again).
+const SPARE: usize = 4;
+
+// --- selection ---------------------------------------------------------------------------
+
+/// The `n` best `(id, score)` offered so far, best first, ties by smaller id: a short sorted
+/// list, since `n` is small and most offers are rejected by one comparison.
+struct Best {
+    n: usize,
+    items: Vec<(u32, f64)>,
+}
+
+fn better(a: (u32, f64), b: (u32, f64)) -> bool {
+    a.1 > b.1 || (a.1 == b.1 && a.0 < b.0)
+}
+
+impl Best {
+    fn new(n: usize) -> Self {
+        Best {
+            n,
+            items: Vec::with_capacity(n + 1),
+        }
+    }
+
+    /// The score a new id must reach to get in, once the list is full.
+    fn bar(&self) -> Option<f64> {
+        (self.items.len() == self.n).then(|| self.items.last().map_or(f64::INFINITY, |x| x.1))
+    }
+
+    fn offer(&mut self, id: u32, score: f64) {
+        let item = (id, score);
+        if self.items.len() == self.n {
+            match self.items.last() {
+                Some(&worst) if better(item, worst) => {
+                    self.items.pop();
+                }
+                _ => return,
+            }
+        }
+        let at = self.items.partition_point(|&x| better(x, item));
+        self.items.insert(at, item);
+    }
+}
+
+// --- average linkage ---------------------------------------------------------------------
+
+/// Agglomerative clustering of `n` items with symmetric similarities `sim` (row-major,
+/// diagonal ignored): merges the two most similar groups (mean pairwise similarity) while that
+/// similarity is at least `threshold`. Groups come out in order of their first row, members in
+/// merge order. Of equal similarities the first in row-major order merges first, as numpy's
+/// `argmax` picked it (this replaces `analysis._average_linkage`).
+pub fn average_linkage(mut sim: Vec<f64>, n: usize, threshold: f64) -> Vec<Vec<usize>> {
+    assert_eq!(sim.len(), n * n, "similarities must be n x n");
+    let mut groups: Vec<Vec<usize>> = (0..n).map(|i| vec![i]).collect();
+    let mut alive = vec![true; n];
+    // Each row's first maximum over the other live columns, kept up to date so that a merge
+    // costs O(n) instead of a scan of the whole matrix.
+    let mut best: Vec<(f64, usize)> = (0..n).map(|r| row_best(&sim, n, &alive, r)).collect();
+    for _ in 1..n {
+        let rows = (0..n)
+            .filter(|&r| alive[r])
+            .map(|r| ((r, best[r].1), best[r].0));
+        let ((a, b), value) = first_max(rows).expect("two groups are alive");
+        if value < threshold {
+            break;
+        }
+        let (na, nb) = (groups[a].len() as f64, groups[b].len() as f64);
+        for j in (0..n).filter(|&j| alive[j] && j != a && j != b) {
+            let merged = (sim[a * n + j] * na + sim[b * n + j] * nb) / (na + nb);
+            sim[a * n + j] = merged;
+            sim[j * n + a] = merged;
+        }
+        let moved = std::mem::take(&mut groups[b]);
+        groups[a].extend(moved);
+        alive[b] = false;
+        best[a] = row_best(&sim, n, &alive, a);
+        for r in (0..n).filter(|&r| alive[r] && r != a) {
+            let (v, c) = best[r];
+            let s = sim[r * n + a];
+            if c == a || c == b {
+                best[r] = row_best(&sim, n, &alive, r);
+            } else if s > v || (s == v && a < c) {
+                best[r] = (s, a);
+            }
+        }
+    }
+    groups.into_iter().filter(|g| !g.is_empty()).collect()
+}
+
+/// The first item with the largest value, as numpy's `argmax` picks it (no NaN here).
+fn first_max<T>(items: impl Iterator<Item = (T, f64)>) -> Option<(T, f64)> {
+    items.fold(None, |top, x| match top {
+        Some(t) if x.1 <= t.1 => Some(t),
+        _ => Some(x),
+    })
+}
+
+/// The first maximum of row `r` over the live columns other than `r` (-inf if none).
+fn row_best(sim: &[f64], n: usize, alive: &[bool], r: usize) -> (f64, usize) {
+    (0..n)
+        .filter(|&c| c != r && alive[c])
+        .fold((f64::NEG_INFINITY, usize::MAX), |(v, c0), c| {
+            let s = sim[r * n + c];
+            if s > v || c0 == usize::MAX {
+                (s, c)
+            } else {
+                (v, c0)
+            }
+        })
+}
+
+// --- the analysis of one word ------------------------------------------------------------
+
+/// Per-thread buffers: the inner products with every word, and one dense spectrum.
+struct Scratch {
+    dots: Vec<f64>,
+    dense: Vec<(f64, f64)>,
+}
+
+impl Scratch {
+    fn new(s: &Spectra) -> Self {
+        Scratch {
+            dots: vec![0.0; s.vocab_size],
+            dense: vec![(0.0, 0.0); s.frequency_dim],
+        }
+    }
+}
+
+/// The candidates senses are drawn from: word ids, and for each the index of the peak whose
+/// sense neighbours it came from (`None`: one of the nearest words).
+struct Candidates {
+    ids: Vec<u32>,
+    from_peak: Vec<Option<usize>>,
+}
+
+struct Analyzer<'a> {
+    s: &'a Spectra,
+    index: &'a FrequencyIndex,
+    params: &'a SenseParams,
+}
+
+impl Analyzer<'_> {
+    fn active(&self, w: usize) -> impl Iterator<Item = usize> + '_ {
+        self.s.slots(w).take_while(|&i| self.s.freq[i] != EMPTY)
+    }
+
+    fn slot_of(&self, w: usize, f: u16) -> Option<usize> {
+        self.active(w).find(|&i| self.s.freq[i] == f)
+    }
+
+    /// `dots[u] = Re<S_w, S_u>` for every word `u`, summed over `w`'s columns in frequency
+    /// order (the order of the numpy sums this replaces); and, in the same pass over the
+    /// column of each peak (`peak_slots`), its best sense-neighbour candidates before the
+    /// cosine check, which needs the finished sums. Reading the columns once matters: they
+    /// are most of the work.
+    fn scan_columns(&self, w: usize, peak_slots: &[usize], dots: &mut [f64]) -> Vec<Best> {
+        dots.fill(0.0);
+        let mut found: Vec<Best> = peak_slots
+            .iter()
+            .map(|_| Best::new(SPARE * self.params.k))
+            .collect();
+        for i in self.active(w) {
+            let (zr, zi) = (self.index.re[i], self.index.im[i]);
+            let column = self.index.column(self.s.freq[i]);
+            match peak_slots.iter().position(|&p| p == i) {
+                None => {
+                    for e in column {
+                        dots[e.word as usize] += zr * e.re + zi * e.im;
+                    }
+                }
+                Some(p) => {
+                    for e in column {
+                        let term = zr * e.re + zi * e.im;
+                        dots[e.word as usize] += term;
+                        self.offer_neighbour(w, i, e, term, &mut found[p]);
+                    }
+                }
+            }
+        }
+        found
+    }
+
+    /// Offers `e` (`term`: its product with `w` at the column's frequency, from `w`'s `slot`)
+    /// as a sense neighbour, if its own peaks include that frequency.
+    fn offer_neighbour(&self, w: usize, slot: usize, e: &Entry, term: f64, best: &mut Best) {
+        let score = match self.params.rank {
+            Ranking::Phase => term,
+            Ranking::Amplitude => (self.s.amp[slot] * e.amp) as f64,
+        };
+        // Anti-aligned words pull the inner product down: not neighbours. The score is
+        // checked first: most words fall short of the list and never cost the random read.
+        if score <= 0.0 || best.bar().is_some_and(|bar| score < bar) {
+            return;
+        }
+        let u = e.word as usize;
+        if u == w || e.amp <= 0.0 || e.amp < self.params.peak_ratio * self.index.max_amp[u] {
+            return;
+        }
+        best.offer(e.word, score);
+    }
+
+    /// The `neighbourhood` words with the largest positive cosine with `w`, best first.
+    fn nearest(&self, w: usize, dots: &[f64]) -> Vec<(u32, f64)> {
+        let (norm, nw) = (&self.index.norm, self.index.norm[w]);
+        let mut best = Best::new(self.params.neighbourhood);
+        if nw == 0.0 {
+            return best.items;
+        }
+        for (u, &dot) in dots.iter().enumerate() {
+            if dot <= 0.0 || u == w {
+                continue;
+            }
+            // Most words fall short of the list: reject them with a multiplication (with a
+            // margin far above rounding) before the exact division.
+            if best
+                .bar()
+                .is_some_and(|bar| dot < bar * nw * norm[u] * (1.0 - 1e-9))
+            {
+                continue;
+            }
+            best.offer(u as u32, dot / (norm[u] * nw));
+        }
+        best.items
+    }
+
+    /// The sense neighbours of `w` through its peak `slot`, best first: the words whose own
+    /// peaks include that frequency, from the column pass's candidates `found`. The phase
+    /// ranking keeps those with a positive cosine with `w` (one frequency's term can be large
+    /// for a word whose other terms cancel it: no neighbour at all); in the rare case that
+    /// leaves fewer than `k` of a full list, the column is read again.
+    fn sense_neighbours(
+        &self,
+        w: usize,
+        slot: usize,
+        found: Best,
+        dots: &[f64],
+    ) -> Vec<(u32, f64)> {
+        let (k, phase) = (self.params.k, self.params.rank == Ranking::Phase);
+        let full = found.items.len() == found.n;
+        let kept: Vec<(u32, f64)> = (found.items.into_iter())
+            .filter(|&(u, _)| !phase || dots[u as usize] > 0.0)
+            .take(k)
+            .collect();
+        if kept.len() == k || !full {
+            return kept;
+        }
+        let (zr, zi) = (self.index.re[slot], self.index.im[slot]);
+        let mut best = Best::new(k);
+        for e in self.index.column(self.s.freq[slot]) {
+            if dots[e.word as usize] > 0.0 {
+                self.offer_neighbour(w, slot, e, zr * e.re + zi * e.im, &mut best);
+            }
+        }
+        best.items
+    }
+
+    /// Fills `dots` (see `scan_columns`) and returns the word's peaks with their sense
+    /// neighbours.
+    fn peaks(&self, w: usize, dots: &mut [f64]) -> Vec<PeakNeighbours> {
+        let found = queries::peaks(self.s, w, self.params.peak_ratio);
+        let slots: Vec<usize> = (found.iter())
+            .map(|p| self.slot_of(w, p.0).expect("a peak is an active slot"))
+            .collect();
+        let candidates = self.scan_columns(w, &slots, dots);
+        (found.into_iter().zip(slots).zip(candidates))
+            .map(
+                |(((frequency, amplitude, phase), slot), best)| PeakNeighbours {
+                    frequency,
+                    amplitude,
+                    phase,
+                    neighbours: self.sense_neighbours(w, slot, best, dots),
+                },
+            )
+            .collect()
+    }
+
+    /// The nearest words, then (with `modes`) the peaks' sense neighbours not already in: a
+    /// sense that the frequent sense crowds out of the nearest words still shows as a peak
+    /// whose neighbours are close to each other.
+    fn candidates(&self, near: &[(u32, f64)], peaks: &[PeakNeighbours]) -> Candidates {
+        let mut c = Candidates {
+            ids: near.iter().map(|&(u, _)| u).collect(),
+            from_peak: vec![None; near.len()],
+        };
+        if !self.params.modes {
+            return c;
+        }
+        for (n, peak) in peaks.iter().enumerate() {
+            for &(u, _) in &peak.neighbours {
+                if !c.ids.contains(&u) {
+                    c.ids.push(u);
+                    c.from_peak.push(Some(n));
+                }
+            }
+        }
+        c
+    }
+
+    /// Complex cosines among `ids` (row-major n x n, diagonal -inf): each row is scattered
+    /// into a dense D-length buffer once and every later row gathers its K entries from it.
+    fn mutual_cosines(&self, ids: &[u32], dense: &mut [(f64, f64)]) -> Vec<f64> {
+        let n = ids.len();
+        let mut sim = vec![f64::NEG_INFINITY; n * n];
+        for a in 0..n {
+            let wa = ids[a] as usize;
+            for i in self.active(wa) {
+                dense[self.s.freq[i] as usize] = (self.index.re[i], self.index.im[i]);
+            }
+            for b in a + 1..n {
+                let wb = ids[b] as usize;
+                let dot = self.active(wb).fold(0.0, |acc, i| {
+                    let (ar, ai) = dense[self.s.freq[i] as usize];
+                    acc + (ar * self.index.re[i] + ai * self.index.im[i])
+                });
+                let cos = dot / (self.index.norm[wa] * self.index.norm[wb]);
+                sim[a * n + b] = cos;
+                sim[b * n + a] = cos;
+            }
+            for i in self.active(wa) {
+                dense[self.s.freq[i] as usize] = (0.0, 0.0);
+            }
+        }
+        sim
+    }
+
+    /// The peaks' frequency terms of the cosine of `w` with each candidate (rows: peaks).
+    fn peak_terms(&self, w: usize, peaks: &[PeakNeighbours], ids: &[u32]) -> Vec<Vec<f64>> {
+        let unit = |u: usize, f: u16| {
+            self.slot_of(u, f).map_or((0.0, 0.0), |i| {
+                let n = self.index.norm[u];
+                (self.index.re[i] / n, self.index.im[i] / n)
+            })
+        };
+        peaks
+            .iter()
+            .map(|p| {
+                let (wr, wi) = unit(w, p.frequency);
+                ids.iter()
+                    .map(|&u| {
+                        let (ur, ui) = unit(u as usize, p.frequency);
+                        wr * ur + wi * ui
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn analyse(&self, w: usize, scratch: &mut Scratch) -> WordSenses {
+        let peaks = self.peaks(w, &mut scratch.dots);
+        let near = self.nearest(w, &scratch.dots);
+        if near.len() < 2 {
+            return WordSenses {
+                peaks,
+                senses: Vec::new(),
+            };
+        }
+        let cand = self.candidates(&near, &peaks);
+        let nw = self.index.norm[w];
+        let cosines: Vec<f64> = (cand.ids.iter())
+            .map(|&u| scratch.dots[u as usize] / (self.index.norm[u as usize] * nw))
+            .collect();
+        let sim = self.mutual_cosines(&cand.ids, &mut scratch.dense);
+        // The scale comes from the nearest words alone: the peaks' modes add words further
+        // from the word (its less frequent senses), which must not lower the bar.
+        let scale = near.iter().map(|&(_, c)| c).sum::<f64>() / near.len() as f64;
+        let groups = average_linkage(sim, cand.ids.len(), self.params.merge_ratio * scale);
+        let groups = self.keep_senses(groups, &cosines, &cand.from_peak);
+        let carriers = carriers(&self.peak_terms(w, &peaks, &cand.ids), &groups);
+        let senses = groups
+            .iter()
+            .enumerate()
+            .map(|(n, g)| Sense {
+                members: sorted_members(g, &cand.ids, &cosines),
+                peaks: (0..peaks.len())
+                    .filter(|&p| carriers[p] == Some(n))
+                    .collect(),
+            })
+            .collect();
+        WordSenses { peaks, senses }
+    }
+
+    /// Groups of two or more, heaviest first, without the light ones: lighter than
+    /// `min_share` x the heaviest is noise, unless the group is carried by one peak (two
+    /// members from its modes) and reaches `mode_share` x the heaviest.
+    fn keep_senses(
+        &self,
+        groups: Vec<Vec<usize>>,
+        cosines: &[f64],
+        from_peak: &[Option<usize>],
+    ) -> Vec<Vec<usize>> {
+        let weight = |g: &[usize]| g.iter().fold(0.0, |acc, &i| acc + cosines[i]);
+        let mut groups: Vec<(f64, Vec<usize>)> = groups
+            .into_iter()
+            .filter(|g| g.len() >= 2)
+            .map(|g| (weight(&g), g))
+            .collect();
+        groups.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap_or(std::cmp::Ordering::Equal));
+        let Some(&(heaviest, _)) = groups.first() else {
+            return Vec::new();
+        };
+        let (min_share, mode_share) = (self.params.min_share, self.params.mode_share);
+        groups
+            .into_iter()
+            .filter(|(wt, g)| {
+                *wt >= min_share * heaviest
+                    || (carried(g, from_peak) && *wt >= mode_share * heaviest)
+            })
+            .map(|(_, g)| g)
+            .collect()
+    }
+}
+
+/// Whether at least two members of `group` came from the same peak's modes: a sense the word
+/// holds a frequency for, however light its similarity mass.
+fn carried(group: &[usize], from_peak: &[Option<usize>]) -> bool {
+    let peaks: Vec<usize> = group.iter().filter_map(|&i| from_peak[i]).collect();
+    peaks
+        .iter()
+        .any(|p| peaks.iter().filter(|&q| q == p).count() >= 2)
+}
+
+/// For each peak, the group its frequency term adds most similarity to (`terms[p][i]`: that
+/// term for candidate `i`); `None` when it adds to none. Of equal gains the first group wins.
+pub fn carriers(terms: &[Vec<f64>], groups: &[Vec<usize>]) -> Vec<Option<usize>> {
+    terms
+        .iter()
+        .map(|t| {
+            let gains = groups
+                .iter()
+                .map(|g| g.iter().fold(0.0, |acc, &i| acc + t[i]));
+            let (best, gain) = first_max(gains.enumerate())?;
+            (gain > 0.0).then_some(best)
+        })
+        .collect()
+}
+
+/// A group's members as `(word, cosine)`, by decreasing cosine (a stable sort: ties keep the
+/// merge order).
+fn sorted_members(group: &[usize], ids: &[u32], cosines: &[f64]) -> Vec<(u32, f64)> {
+    let mut order = group.to_vec();
+    order.sort_by(|&a, &b| {
+        (cosines[b].partial_cmp(&cosines[a])).unwrap_or(std::cmp::Ordering::Equal)
+    });
+    order.into_iter().map(|i| (ids[i], cosines[i])).collect()
+}
+
+/// The peaks, sense neighbours and senses of each of `words`, in parallel over the words.
+pub fn senses(
+    s: &Spectra,
+    index: &FrequencyIndex,
+    words: &[usize],
+    params: &SenseParams,
+) -> Result<Vec<WordSenses>> {
+    params.validate()?;
+    if let Some(&w) = words.iter().find(|&&w| w >= s.vocab_size) {
+        return Err(CssError::invalid(
+            "word id",
+            w,
+            &format!("must be in [0, {})", s.vocab_size),
+        ));
+    }
+    let analyzer = Analyzer { s, index, params };
+    Ok(words
+        .par_iter()
+        .with_min_len(8)
+        .map_init(
+            || Scratch::new(s),
+            |scratch, &w| analyzer.analyse(w, scratch),
+        )
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::f32::consts::PI;
+
+    #[test]
+    fn best_keeps_the_top_ties_by_id() {
+        let mut best = Best::new(3);
+        for (id, score) in [(5, 1.0), (1, 2.0), (3, 1.0), (2, 1.0), (4, 0.5)] {
+            best.offer(id, score);
+        }
+        assert_eq!(best.items, vec![(1, 2.0), (2, 1.0), (3, 1.0)]);
+        assert_eq!(best.bar(), Some(1.0));
+        let mut none = Best::new(0);
+        none.offer(1, 1.0);
+        assert!(none.items.is_empty());
+    }
+
+    fn block(n: usize, pairs: &[(usize, usize, f64)]) -> Vec<f64> {
+        let mut sim = vec![0.0; n * n];
+        for &(a, b, v) in pairs {
+            sim[a * n + b] = v;
+            sim[b * n + a] = v;
+        }
+        sim
+    }
+
+    #[test]
+    fn average_linkage_stops_at_the_threshold() {
+        let sim = block(4, &[(0, 1, 0.9), (0, 3, 0.1), (1, 2, 0.1), (2, 3, 0.8)]);
+        assert_eq!(
+            average_linkage(sim.clone(), 4, 0.5),
+            vec![vec![0, 1], vec![2, 3]]
+        );
+        assert_eq!(average_linkage(sim.clone(), 4, -1.0).len(), 1);
+        assert_eq!(average_linkage(sim, 4, 0.95).len(), 4);
+    }
+
+    #[test]
+    fn average_linkage_merges_by_mean_similarity() {
+        // 0-1 merge first (0.9); {0,1} to 2 is then (0.8 + 0.0) / 2 = 0.4 < 0.5 even though
+        // single linkage would join 2 through its 0.8 with 0.
+        let sim = block(3, &[(0, 1, 0.9), (0, 2, 0.8), (1, 2, 0.0)]);
+        assert_eq!(
+            average_linkage(sim.clone(), 3, 0.5),
+            vec![vec![0, 1], vec![2]]
+        );
+        assert_eq!(average_linkage(sim, 3, 0.4), vec![vec![0, 1, 2]]);
+    }
+
+    #[test]
+    fn average_linkage_breaks_ties_in_row_major_order() {
+        // Four equal pairs. Row-major order takes (0, 1) first, then {0, 1} with 2 at
+        // (0.7 + 0.7) / 2; merging (1, 3) first would have given {0, 2} and {1, 3} instead.
+        let sim = block(4, &[(0, 2, 0.7), (1, 3, 0.7), (0, 1, 0.7), (1, 2, 0.7)]);
+        assert_eq!(average_linkage(sim, 4, 0.5), vec![vec![0, 1, 2], vec![3]]);
+        let sim = block(4, &[(2, 3, 0.7), (1, 3, 0.7)]);
+        assert_eq!(
+            average_linkage(sim, 4, 0.5),
+            vec![vec![0], vec![1, 3], vec![2]]
+        );
+        assert_eq!(
+            average_linkage(Vec::new(), 0, 0.5),
+            Vec::<Vec<usize>>::new()
+        );
+    }
+
+    #[test]
+    fn carriers_pick_the_group_a_peak_adds_most_to() {
+        let groups = vec![vec![0, 1], vec![2, 3]];
+        let terms = vec![
+            vec![0.3, 0.2, 0.0, 0.1],   // group 0
+            vec![0.0, -0.1, 0.2, 0.1],  // group 1
+            vec![-0.1, 0.0, -0.2, 0.0], // subtracts from both: none
+            vec![0.1, 0.1, 0.2, 0.0],   // a tie: the first group
+        ];
+        assert_eq!(
+            carriers(&terms, &groups),
+            vec![Some(0), Some(1), None, Some(0)]
+        );
+        assert_eq!(carriers(&terms, &[]), vec![None; 4]);
+    }
+
+    #[test]
+    fn carried_needs_two_members_from_one_peak() {
+        let from = [None, Some(0), Some(1), Some(1)];
+        assert!(carried(&[0, 2, 3], &from));
+        assert!(!carried(&[0, 1, 2], &from));
+    }
+
+    /// Two topics sharing nothing, and a word with one peak in each. Topic A lives on
+    /// frequencies 0-3, topic B on 4-7; `bank` (word 0) holds 0 and 4.
+    fn two_topics() -> Spectra {
+        let k = 4;
+        let mut freq = Vec::new();
+        let mut amp = Vec::new();
+        let mut phase = Vec::new();
+        let mut word = |entries: &[(u16, f32)]| {
+            for j in 0..k {
+                let (f, a) = entries.get(j).copied().unwrap_or((EMPTY, 0.0));
+                freq.push(f);
+                amp.push(a);
+                phase.push(0.0);
+            }
+        };
+        word(&[(0, 1.0), (4, 0.9)]); // 0: bank
+        for w in 0..4u16 {
+            word(&[(0, 1.0), (1 + w % 3, 0.5)]); // 1-4: topic A
+        }
+        for w in 0..4u16 {
+            word(&[(4, 1.0), (5 + w % 3, 0.5)]); // 5-8: topic B
+        }
+        word(&[(2, 1.0)]); // 9: on topic A's frequency 2 alone
+        word(&[]); // 10: empty
+        word(&[(0, 1.0)]); // 11: opposite phase at 0 (set below)
+        phase[11 * k] = PI;
+        Spectra::from_slots(k, 8, freq, amp, phase).unwrap()
+    }
+
+    fn analyse(s: &Spectra, params: &SenseParams, words: &[usize]) -> Vec<WordSenses> {
+        senses(s, &FrequencyIndex::new(s), words, params).unwrap()
+    }
+
+    #[test]
+    fn a_word_between_two_topics_has_two_senses_carried_by_its_peaks() {
+        let s = two_topics();
+        let params = SenseParams {
+            neighbourhood: 10,
+            ..SenseParams::default()
+        };
+        let found = &analyse(&s, &params, &[0])[0];
+        assert_eq!(
+            found.peaks.iter().map(|p| p.frequency).collect::<Vec<_>>(),
+            vec![0, 4]
+        );
+        let members: Vec<Vec<u32>> = found
+            .senses
+            .iter()
+            .map(|x| {
+                let mut m: Vec<u32> = x.members.iter().map(|&(u, _)| u).collect();
+                m.sort();
+                m
+            })
+            .collect();
+        assert_eq!(members, vec![vec![1, 2, 3, 4], vec![5, 6, 7, 8]]);
+        assert_eq!(found.senses[0].peaks, vec![0]); // frequency 0 carries topic A
+        assert_eq!(found.senses[1].peaks, vec![1]);
+        assert!(found.senses[0].weight() > found.senses[1].weight()); // 1.0 vs 0.9
+        for sense in &found.senses {
+            let cos: Vec<f64> = sense.members.iter().map(|&(_, c)| c).collect();
+            assert!(cos.windows(2).all(|p| p[0] >= p[1]));
+            for &(u, c) in &sense.members {
+                assert!((c - queries::similarity(&s, 0, u as usize) as f64).abs() < 1e-6);
+            }
+        }
+        // Sense neighbours: the phase ranking skips word 11 (opposite phase, negative cosine).
+        let neighbours: Vec<u32> = found.peaks[0].neighbours.iter().map(|n| n.0).collect();
+        assert_eq!(neighbours, vec![1, 2, 3, 4]);
+        assert_eq!(
+            neighbours,
+            queries::sense_neighbours(&s, 0, 0, 0.25, 5)
+                .iter()
+                .map(|n| n.0)
+                .collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn a_topic_word_has_one_sense_and_an_empty_word_none() {
+        let s = two_topics();
+        let params = SenseParams {
+            neighbourhood: 10,
+            ..SenseParams::default()
+        };
+        let found = analyse(&s, &params, &[1, 10]);
+        assert_eq!(found[0].senses.len(), 1);
+        assert!(found[0].senses[0]
+            .members
+            .iter()
+            .all(|&(u, _)| u <= 4 || u == 9));
+        assert_eq!(found[1], WordSenses::default());
+    }
+
+    #[test]
+    fn the_amplitude_ranking_ignores_the_phase() {
+        let s = two_topics();
+        let params = SenseParams {
+            rank: Ranking::Amplitude,
+            k: 10,
+            ..SenseParams::default()
+        };
+        let peak = &analyse(&s, &params, &[0])[0].peaks[0];
+        assert!(peak.neighbours.iter().any(|&(u, _)| u == 11));
+        assert!(peak.neighbours.iter().all(|&(_, score)| score == 1.0));
+    }
+
+    #[test]
+    fn nearest_words_agree_with_similar() {
+        let s = two_topics();
+        let index = FrequencyIndex::new(&s);
+        let params = SenseParams::default();
+        let analyzer = Analyzer {
+            s: &s,
+            index: &index,
+            params: &params,
+        };
+        let mut scratch = Scratch::new(&s);
+        for w in 0..s.vocab_size {
+            analyzer.scan_columns(w, &[], &mut scratch.dots);
+            let mine = analyzer.nearest(w, &scratch.dots);
+            let engine: Vec<(u32, f32)> = queries::similar(&s, w, 20)
+                .into_iter()
+                .filter(|&(_, c)| c > 0.0)
+                .collect();
+            assert_eq!(mine.len(), engine.len());
+            for (a, b) in mine.iter().zip(&engine) {
+                assert!((a.1 - b.1 as f64).abs() < 1e-6, "word {w}");
+            }
+        }
+    }
+
+    #[test]
+    fn bad_settings_and_word_ids_are_refused() {
+        let s = two_topics();
+        let index = FrequencyIndex::new(&s);
+        let bad = SenseParams {
+            neighbourhood: 1,
+            ..SenseParams::default()
+        };
+        assert!(senses(&s, &index, &[0], &bad).is_err());
+        assert!(senses(&s, &index, &[99], &SenseParams::default()).is_err());
+        assert!(Ranking::parse("loudest").is_err());
+    }
+}
