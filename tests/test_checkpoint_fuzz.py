@@ -21,6 +21,7 @@ from css_rs.config import resolve_config
 from css_rs.errors import InputError
 from css_rs.pipeline import TestHooks, TrainingRun
 from css_rs.progress import Reporter
+from helpers import paths_of
 
 SETTINGS = {
     "threads": 1,
@@ -65,17 +66,6 @@ def template(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     with pytest.raises(KeyboardInterrupt):
         run(folder, InterruptAt(request.param, 5 if request.param == "batch" else 1))
     return folder
-
-
-def paths_of(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    out = [prefix] if prefix else []
-    if isinstance(value, dict):
-        for k, v in value.items():
-            out += paths_of(v, (*prefix, k))
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            out += paths_of(v, (*prefix, i))
-    return out
 
 
 JSON = st.one_of(

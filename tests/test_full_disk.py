@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import errno
 import hashlib
-import io
 import json
 import os
 from pathlib import Path
@@ -23,11 +22,9 @@ from typer.testing import CliRunner
 from css_rs import analysis, persistence
 from css_rs.checkpoint import CheckpointStore
 from css_rs.cli import app
-from css_rs.config import resolve_config
 from css_rs.model import load
 from css_rs.persistence import backup_path, list_backups, metadata_path, publish_model
-from css_rs.pipeline import TrainingRun
-from css_rs.progress import Reporter
+from helpers import train_in_process
 
 SETTINGS = {
     "threads": 1,
@@ -44,15 +41,7 @@ pytestmark = pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="need
 
 
 def run_training(folder: Path, **changes: Any) -> str:
-    flags = {
-        **SETTINGS,
-        "checkpoint_path": str(folder / "checkpoints" / "training_checkpoint.json"),
-        "model_path": str(folder / "models" / "css_model.json"),
-        **changes,
-    }
-    out = io.StringIO()
-    TrainingRun(resolve_config(None, flags, {}), Reporter(out, live=False)).run()
-    return out.getvalue()
+    return train_in_process(folder, SETTINGS, **changes)
 
 
 def disk_full_for(monkeypatch: pytest.MonkeyPatch, folder: Path, after_bytes: int = 0) -> None:

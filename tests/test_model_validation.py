@@ -22,6 +22,7 @@ import css_rs
 from css_rs.cli import app
 from css_rs.errors import InputError
 from css_rs.persistence import metadata_path
+from helpers import paths_of
 
 runner = CliRunner()
 
@@ -152,17 +153,6 @@ JSON = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4), inner),
     max_leaves=8,
 )
-
-
-def paths_of(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    out = [prefix] if prefix else []
-    if isinstance(value, dict):
-        for k, v in value.items():
-            out += paths_of(v, (*prefix, k))
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            out += paths_of(v, (*prefix, i))
-    return out
 
 
 PATHS = paths_of(VALID)

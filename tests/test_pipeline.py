@@ -19,10 +19,11 @@ import pytest
 
 from css_rs import pipeline
 from css_rs.checkpoint import Checkpoint, CheckpointStore
-from css_rs.config import TrainConfig, resolve_config
+from css_rs.config import TrainConfig
 from css_rs.errors import CssRsError
-from css_rs.pipeline import ResumePlan, TrainingRun
+from css_rs.pipeline import ResumePlan
 from css_rs.progress import Reporter, format_count, format_rate, format_seconds
+from helpers import train_in_process
 
 SETTINGS = {
     "threads": 1,
@@ -40,16 +41,7 @@ pytestmark = pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="need
 
 
 def run_training(folder: Path, **changes: Any) -> str:
-    """One ``css-rs train`` in-process, files under ``folder``; returns what it printed."""
-    flags = {
-        **SETTINGS,
-        "checkpoint_path": str(folder / "checkpoints" / "training_checkpoint.json"),
-        "model_path": str(folder / "models" / "css_model.json"),
-        **changes,
-    }
-    out = io.StringIO()
-    TrainingRun(resolve_config(None, flags, {}), Reporter(out, live=False)).run()
-    return out.getvalue()
+    return train_in_process(folder, SETTINGS, **changes)
 
 
 def model_spectra(folder: Path) -> Any:
