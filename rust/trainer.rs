@@ -114,7 +114,7 @@ impl Default for TrainParams {
             negative_distribution: NegativeDistribution::Unigram,
             loss: Loss::Logistic,
             margin: 0.5,
-            learning_rate: 0.2,
+            learning_rate: 0.3,
             min_lr: 1e-4,
             lr_schedule: LrSchedule::Linear,
             negative_lr_scale: 0.1,

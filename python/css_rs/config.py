@@ -192,7 +192,7 @@ class TrainConfig:
     loss: str = _setting("model", "logistic", _choice("logistic", "hinge"), "objective")
     margin: float = _setting("model", 0.5, _float_range(0.0), "hinge margin")
     learning_rate: float = _setting(
-        "model", 0.2, _float_range(0.0, 100.0, lo_open=True), "initial learning rate"
+        "model", 0.3, _float_range(0.0, 100.0, lo_open=True), "initial learning rate"
     )
     min_lr: float = _setting("model", 1e-4, _float_range(0.0), "final learning rate (linear)")
     lr_schedule: str = _setting(
