@@ -258,8 +258,8 @@ def polysemy(
     """A word's peaks, sense neighbours and senses; without WORD, the most polysemous words.
 
     Sense neighbours are ranked by the phase-aligned product by default, as CSSModel.polysemy
-    (--rank amplitude: by amplitude product). Senses are groups of the word's nearest
-    neighbours; the ranking looks at the --among most frequent words.
+    (--rank amplitude: by amplitude product). Senses are groups of the word's nearest words
+    and its peaks' sense neighbours; the ranking looks at the --among most frequent words.
     """
     with handle_errors():
         model = load(model_path)
