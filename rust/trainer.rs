@@ -459,7 +459,8 @@ pub struct Trainer {
     /// Words holding each frequency, kept up to date by exploration steps when selection is
     /// usage-balanced (empty otherwise), recounted from the spectra at every epoch start.
     usage: Vec<AtomicI32>,
-    /// Selection weight on a squared magnitude by usage count (index clamped to 1..=V).
+    /// Selection weight on a squared magnitude by usage count (index clamped to 0..=V; empty
+    /// when selection is not balanced).
     balance: Vec<f32>,
 }
 
@@ -586,7 +587,7 @@ impl Trainer {
             NegativeDistribution::Unigram => AliasSampler::unigram(counts, 0.75),
             NegativeDistribution::Uniform => AliasSampler::uniform(counts.len()),
         };
-        Ok(Trainer {
+        let mut t = Trainer {
             keep_prob: keep_probabilities(counts, params.sample),
             sampler,
             spectra,
@@ -616,11 +617,9 @@ impl Trainer {
             usage: Vec::new(),
             balance: balance_weights(&params, counts.len()),
             params,
-        })
-        .map(|mut t| {
-            t.recount_usage();
-            t
-        })
+        };
+        t.recount_usage();
+        Ok(t)
     }
 
     /// Sets the usage counts from the spectra (with one thread the running counts are always
@@ -1006,12 +1005,20 @@ struct Shared<'a> {
     balance: &'a [f32],
 }
 
+impl Shared<'_> {
+    /// Whether selection is usage-balanced (`balance_gamma` > 0).
+    #[inline]
+    fn balanced(&self) -> bool {
+        !self.balance.is_empty()
+    }
+}
+
 /// A worker's side of usage-balanced selection: its view of the words per frequency is the
 /// shared counts plus its own changes not yet published (publishing each change at once would
 /// make the cores fight over the counters' cache lines; with one thread the view is exact).
 /// The selection weights are taken from that view at the start of each document: looked up
-/// per candidate they cost more than the rest of an exploration step (measured: exploration
-/// ~3x slower), and a document moves the counts of a frequency by a few words in thousands.
+/// per candidate they would add a shared load and a table lookup to every comparison of the
+/// selection, and a document moves the counts of a frequency by a few words in thousands.
 #[derive(Default)]
 struct Balance {
     pending: Vec<i32>,
@@ -1242,7 +1249,7 @@ fn train_document(
         kept += (keep >= 1.0 || rng.next_f32() < keep) as usize;
     }
     s.sentence.truncate(kept);
-    if explore && !sh.balance.is_empty() {
+    if explore && sh.balanced() {
         s.work.balance.refresh(sh);
     }
     for &w in &s.sentence {
@@ -1576,7 +1583,7 @@ fn explore_step(
     if step_max2 * 1.001 > bar {
         sh.isa.new_candidates(x, scale, bar, members, cands);
     }
-    if !sh.balance.is_empty() && own >= k {
+    if sh.balanced() && own >= k {
         // The kernel barred new entries by magnitude; by key, most of those on crowded
         // frequencies cannot beat the smallest own key either: drop them before selecting.
         balance.drop_weaker_newcomers(cands, own, bar);
@@ -1587,11 +1594,11 @@ fn explore_step(
     // Projection onto K-sparse spectra: keep the K largest magnitudes (weighted by usage
     // when selection is balanced).
     if cands.len() > k {
-        if sh.balance.is_empty() {
+        if sh.balanced() {
+            balance.select(cands, k);
+        } else {
             cands.select_nth_unstable_by(k - 1, |a, b| b.mag2.total_cmp(&a.mag2));
             cands.truncate(k);
-        } else {
-            balance.select(cands, k);
         }
     }
     shrink(p, lr, cands);
@@ -1734,7 +1741,7 @@ fn store_kept(
     balance: &mut Balance,
 ) {
     let kept = cands.iter().filter(|c| c.mag2 > floor2);
-    if !sh.balance.is_empty() {
+    if sh.balanced() {
         balance.moved(
             &current.freq[..current.len.min(MAX_K)],
             kept.clone().map(|c| c.f),
