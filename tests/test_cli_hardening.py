@@ -199,6 +199,8 @@ def test_counts_of_one_are_singular(tmp_path: Path) -> None:
     assert format_quantity(1, "row") == "1 row"
     assert format_quantity(2, "row") == "2 rows"
     assert format_quantity(1234, "time") == "1,234 times"
+    assert format_quantity(1, "batch", "batches") == "1 batch"
+    assert format_quantity(3, "batch", "batches") == "3 batches"
     corpus = tmp_path / "one.jsonl"
     corpus.write_text('{"text": "alpha beta"}\n{"other": 1}\n')
     done = run(

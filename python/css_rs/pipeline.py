@@ -607,8 +607,7 @@ class TrainingRun:
                 "vocabulary", self.generation, "json", self.vocab.to_json().encode("utf-8")
             )
             self._write_manifest(PHASE_STREAMING, {"vocabulary": vocab}, shards)
-        done = format_quantity(self.stream.batches, "batch")
-        done = done[:-1] + "es" if done.endswith("batchs") else done
+        done = format_quantity(self.stream.batches, "batch", "batches")
         self._stream_saved_at = time.monotonic()
         self._stream_saved = done
         self._announce_stream_checkpoint(done)

@@ -45,9 +45,11 @@ def format_count(n: float) -> str:
     return f"{round(n):,}"
 
 
-def format_quantity(n: float, noun: str) -> str:
-    """``1`` row -> ``1 row``, ``1234`` rows -> ``1,234 rows`` (plural by adding an s)."""
-    return f"{format_count(n)} {noun}" + ("" if round(n) == 1 else "s")
+def format_quantity(n: float, noun: str, plural: str | None = None) -> str:
+    """``1`` row -> ``1 row``, ``1234`` rows -> ``1,234 rows`` (plural: ``noun`` + s, unless
+    given: ``format_quantity(3, "batch", "batches")``)."""
+    word = noun if round(n) == 1 else (plural or noun + "s")
+    return f"{format_count(n)} {word}"
 
 
 def format_rate(per_second: float) -> str:
