@@ -338,6 +338,7 @@ def assert_drawn(path: Path, min_height: int) -> None:
     assert len(np.unique(rgb.reshape(-1, 3), axis=0)) > 50  # colours: the phase colormap
 
 
+@pytest.mark.slow
 def test_plot_spectra_draws_one_panel_per_word(model: CSSModel, tmp_path: Path) -> None:
     one = analysis.plot_spectra(model, ["bank"], tmp_path / "one.png")
     three = analysis.plot_spectra(model, ["bank", "bat", "cat"], tmp_path / "three.png")
@@ -346,6 +347,7 @@ def test_plot_spectra_draws_one_panel_per_word(model: CSSModel, tmp_path: Path) 
     assert read_png(three).shape[0] > read_png(one).shape[0]
 
 
+@pytest.mark.slow
 def test_plot_overview(model: CSSModel, tmp_path: Path) -> None:
     assert_drawn(analysis.plot_overview(model, tmp_path / "overview.png"), 500)
 
