@@ -19,7 +19,7 @@ import orjson
 import typer
 
 from css_rs.cli import app, fail, handle_errors
-from css_rs.cli.help import Command
+from css_rs.cli.command import Command
 from css_rs.config import (
     AUTO,
     ResolvedConfig,

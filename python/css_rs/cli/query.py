@@ -21,12 +21,16 @@ import typer
 
 from css_rs import analysis
 from css_rs.cli import app, fail, handle_errors
-from css_rs.cli.help import Command
+from css_rs.cli.command import ModelCommand
 from css_rs.model import DEFAULT_PEAK_RATIO, CSSModel, load
 from css_rs.progress import Reporter
 
 MODEL_ARGUMENT = typer.Argument(
-    ..., metavar="MODEL", help="Model file (css_model.json).", show_default=False
+    ...,
+    metavar="MODEL",
+    help="Model file; left out: the one css-rs train writes (./models/css_model.json unless "
+    "css-rs.toml or CSS_RS_MODEL_PATH say otherwise).",
+    show_default=False,
 )
 JSON_OPTION = typer.Option(False, "--json", help="Print machine-readable JSON on stdout.")
 
@@ -550,11 +554,11 @@ def plot(
         typer.echo(f"Wrote {written} ({format_size(written.stat().st_size)})")
 
 
-app.command("info", cls=Command)(info)
-app.command("spectrum", cls=Command)(spectrum)
-app.command("similar", cls=Command)(similar)
-app.command("polysemy", cls=Command)(polysemy)
-app.command("modes", cls=Command)(modes)
-app.command("eval", cls=Command)(evaluate)
-app.command("export", cls=Command)(export)
-app.command("plot", cls=Command)(plot)
+app.command("info", cls=ModelCommand)(info)
+app.command("spectrum", cls=ModelCommand)(spectrum)
+app.command("similar", cls=ModelCommand)(similar)
+app.command("polysemy", cls=ModelCommand)(polysemy)
+app.command("modes", cls=ModelCommand)(modes)
+app.command("eval", cls=ModelCommand)(evaluate)
+app.command("export", cls=ModelCommand)(export)
+app.command("plot", cls=ModelCommand)(plot)
