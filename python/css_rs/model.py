@@ -362,7 +362,7 @@ def load(path: str | os.PathLike[str]) -> CSSModel:
             np.ascontiguousarray(parts.amp, dtype=np.float32),
             np.ascontiguousarray(parts.phase, dtype=np.float32),
         )
-    except ValueError as e:
+    except InputError as e:
         raise InputError(f"{p}: {e}") from None
     return CSSModel(spectra, vocab, _config_from(parts.config), stats=parts.stats)
 
