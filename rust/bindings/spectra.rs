@@ -148,18 +148,6 @@ impl PySpectra {
         Ok(queries::peaks(&self.inner, self.check_word(word)?, ratio))
     }
 
-    fn sense_neighbours(
-        &self,
-        py: Python<'_>,
-        word: i64,
-        freq: i64,
-        ratio: f32,
-        k: usize,
-    ) -> PyResult<Vec<(u32, f32)>> {
-        let (w, f) = (self.check_word(word)?, self.check_freq(freq)?);
-        Ok(py.detach(|| queries::sense_neighbours(&self.inner, w, f, ratio, k)))
-    }
-
     fn modes(&self, py: Python<'_>, freq: i64, k: usize) -> PyResult<Vec<(u32, f32)>> {
         let f = self.check_freq(freq)?;
         Ok(py.detach(|| queries::modes(&self.inner, f, k)))
