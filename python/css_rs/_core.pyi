@@ -1,10 +1,26 @@
 """Type stubs for the Rust extension module ``css_rs._core``."""
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, final
 
 import numpy as np
 import numpy.typing as npt
+
+__all__ = [
+    "CssRsError",
+    "InputError",
+    "NotReadyError",
+    "Progress",
+    "SenseSettings",
+    "Spectra",
+    "Tokenizer",
+    "Trainer",
+    "TrainingState",
+    "Vocabulary",
+    "__version__",
+    "engine_defaults",
+    "kernels",
+]
 
 __version__: str
 
@@ -20,17 +36,19 @@ class NotReadyError(CssRsError, RuntimeError):
 def kernels() -> str: ...
 def engine_defaults() -> str: ...
 
+@final
 class Tokenizer:
     """Lowercases, then splits into maximal runs of letters, digits (any script) and ``_``."""
 
-    def __init__(self) -> None: ...
+    def __new__(cls) -> Tokenizer: ...
     def tokenize(self, text: str) -> list[str]: ...
     def tokenize_batch(self, texts: Iterable[str]) -> list[list[str]]: ...
 
+@final
 class Vocabulary:
     """Word counts (fed batch by batch) and ids 0..V by descending count, ties by word."""
 
-    def __init__(self) -> None: ...
+    def __new__(cls) -> Vocabulary: ...
     def update(self, texts: Iterable[str]) -> int: ...
     def merge(self, other: Vocabulary) -> None: ...
     def build(self, min_count: int = 5, max_size: int = 50000) -> None: ...
@@ -43,7 +61,7 @@ class Vocabulary:
         counts: Mapping[str, int], min_count: int = 5, max_size: int = 50000
     ) -> Vocabulary: ...
     def __len__(self) -> int: ...
-    def __contains__(self, word: str) -> bool: ...
+    def __contains__(self, word: str, /) -> bool: ...
     def word_to_id(self, word: str) -> int | None: ...
     def id_to_word(self, id: int) -> str: ...
     @property
@@ -66,17 +84,18 @@ class Vocabulary:
     @staticmethod
     def from_words(words: list[str], counts: list[int]) -> Vocabulary: ...
 
+@final
 class Trainer:
     """The Rust trainer; use ``css_rs.Trainer`` (python/css_rs/training.py) instead."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         ids: npt.NDArray[np.uint32],
         offsets: npt.NDArray[np.int64],
         vocab: Vocabulary,
         settings_json: str,
         state: TrainingState | None = None,
-    ) -> None: ...
+    ) -> Trainer: ...
     def step(self, seconds: float = 0.5) -> Progress: ...
     def progress(self) -> Progress: ...
     @property
@@ -85,11 +104,12 @@ class Trainer:
     def state(self) -> TrainingState: ...
     def snapshot(self) -> Spectra: ...
 
+@final
 class Progress:
     """Where a training run stands (reported about every 0.5 s)."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         tokens_done: int,
         tokens_total: int,
         epoch: int,
@@ -100,7 +120,7 @@ class Progress:
         elapsed: float,
         tokens_per_second: float,
         done: bool,
-    ) -> None: ...
+    ) -> Progress: ...
     @property
     def tokens_done(self) -> int: ...
     @property
@@ -124,16 +144,18 @@ class Progress:
     @property
     def fraction(self) -> float: ...
 
+@final
 class TrainingState:
     """Everything needed to continue a run exactly: spectra, epoch, corpus position, RNG states,
     step counters. Opaque bytes; resuming with ``threads=1`` reproduces the uninterrupted run."""
 
-    def __init__(self, data: bytes | bytearray | memoryview) -> None: ...
+    def __new__(cls, data: bytes | bytearray | memoryview) -> TrainingState: ...
     @staticmethod
     def from_bytes(data: bytes | bytearray | memoryview) -> TrainingState: ...
     def to_bytes(self) -> bytes: ...
     def __len__(self) -> int: ...
 
+@final
 class Spectra:
     """Trained spectra: K slots per word sorted by frequency, empty slots (0xFFFF) last."""
 
@@ -174,11 +196,12 @@ class Spectra:
     ]: ...
     def sense_weights(self, word_ids: list[int], settings: SenseSettings) -> list[list[float]]: ...
 
+@final
 class SenseSettings:
     """The settings of a sense analysis (``css_rs.analysis.SenseAnalyzer``), checked once."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         *,
         peak_ratio: float = 0.25,
         k: int = 5,
@@ -188,4 +211,4 @@ class SenseSettings:
         min_share: float = 0.25,
         modes: bool = True,
         mode_share: float = 0.2,
-    ) -> None: ...
+    ) -> SenseSettings: ...
