@@ -20,9 +20,10 @@ from typing import Any, Optional, TextIO
 import typer
 
 from css_rs import analysis
+from css_rs.analysis import DEFAULT_PEAK_RATIO
 from css_rs.cli import app, fail, handle_errors
 from css_rs.cli.command import ModelCommand
-from css_rs.model import DEFAULT_PEAK_RATIO, CSSModel, load
+from css_rs.model import CSSModel, load
 from css_rs.progress import Reporter
 
 MODEL_ARGUMENT = typer.Argument(
@@ -287,7 +288,7 @@ def polysemy(
             else:
                 _print_ranking(ranked, min(among, len(model)))
             return
-        report = analysis.senses(model, word, **options)
+        report = model.polysemy(word, **options)
         if as_json:
             emit_json(report.to_dict())
         else:
@@ -308,8 +309,8 @@ def scan_progress(
         yield lambda done, total: bar.update(done, f"{done:,} / {total:,} words", total=total)
 
 
-def _print_senses(report: analysis.SenseReport, rank: str, peak_ratio: float) -> None:
-    peaks = report.polysemy.peaks
+def _print_senses(report: analysis.Polysemy, rank: str, peak_ratio: float) -> None:
+    peaks = report.peaks
     verdict = "polysemous" if report.is_polysemous else "one sense"
     typer.echo(
         f"{report.word!r}: {_count(len(peaks), 'peak')} (>= {peak_ratio:g} x the strongest), "
@@ -342,7 +343,7 @@ def _print_senses(report: analysis.SenseReport, rank: str, peak_ratio: float) ->
             )
 
 
-def _print_ranking(ranked: list[analysis.SenseReport], among: int) -> None:
+def _print_ranking(ranked: list[analysis.Polysemy], among: int) -> None:
     if not ranked:
         typer.echo(f"No word with two or more senses among the {among:,} most frequent words.")
         return
