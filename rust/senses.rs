@@ -60,6 +60,11 @@ pub struct SenseParams {
     pub modes: bool,
     /// ... unless two of its members came from one peak and it reaches this fraction.
     pub mode_share: f64,
+    /// Only the `vocabulary` most frequent words (ids `0..vocabulary`: ids run by descending
+    /// count) can be neighbours or sense members; `usize::MAX` for all. Rare words have noisy
+    /// spectra that land close to anything, and reading only their part of each column is
+    /// also most of the analysis's speed.
+    pub vocabulary: usize,
 }
 
 impl Default for SenseParams {
@@ -73,6 +78,7 @@ impl Default for SenseParams {
             min_share: 0.25,
             modes: true,
             mode_share: 0.2,
+            vocabulary: usize::MAX,
         }
     }
 }
@@ -93,6 +99,13 @@ impl SenseParams {
             return Err(CssError::invalid(
                 "neighbourhood",
                 self.neighbourhood,
+                "must be >= 2",
+            ));
+        }
+        if self.vocabulary < 2 {
+            return Err(CssError::invalid(
+                "vocabulary",
+                self.vocabulary,
                 "must be >= 2",
             ));
         }
@@ -235,6 +248,12 @@ impl FrequencyIndex {
 
     fn column(&self, f: u16) -> &[Entry] {
         &self.entries[self.starts[f as usize]..self.starts[f as usize + 1]]
+    }
+
+    /// The entries of column `f` for words `0..limit` (words ascend within a column).
+    fn column_below(&self, f: u16, limit: usize) -> &[Entry] {
+        let column = self.column(f);
+        &column[..column.partition_point(|e| (e.word as usize) < limit)]
     }
 }
 
@@ -406,14 +425,17 @@ impl Analyzer<'_> {
     /// cosine check, which needs the finished sums. Reading the columns once matters: they
     /// are most of the work.
     fn scan_columns(&self, w: usize, peak_slots: &[usize], dots: &mut [f64]) -> Vec<Best> {
-        dots.fill(0.0);
+        let read = dots.len().min(self.params.vocabulary);
+        dots[..read].fill(0.0);
         let mut found: Vec<Best> = peak_slots
             .iter()
             .map(|_| Best::new(SPARE * self.params.k))
             .collect();
         for i in self.active(w) {
             let (zr, zi) = (self.index.re[i], self.index.im[i]);
-            let column = self.index.column(self.s.freq[i]);
+            let column = self
+                .index
+                .column_below(self.s.freq[i], self.params.vocabulary);
             match peak_slots.iter().position(|&p| p == i) {
                 None => {
                     for e in column {
@@ -458,7 +480,7 @@ impl Analyzer<'_> {
         if nw == 0.0 {
             return best.items;
         }
-        for (u, &dot) in dots.iter().enumerate() {
+        for (u, &dot) in dots.iter().enumerate().take(self.params.vocabulary) {
             if dot <= 0.0 || u == w {
                 continue;
             }
@@ -495,7 +517,10 @@ impl Analyzer<'_> {
         }
         let (zr, zi) = (self.index.re[slot], self.index.im[slot]);
         let mut best = Best::new(k);
-        for e in self.index.column(self.s.freq[slot]) {
+        for e in self
+            .index
+            .column_below(self.s.freq[slot], self.params.vocabulary)
+        {
             if dots[e.word as usize] > 0.0 {
                 self.offer_neighbour(w, slot, e, e.term(zr, zi), &mut best);
             }
@@ -893,6 +918,36 @@ mod tests {
             .iter()
             .all(|&(u, _)| u <= 4 || u == 9));
         assert_eq!(found[1], WordSenses::default());
+    }
+
+    #[test]
+    fn words_past_the_vocabulary_limit_are_neither_neighbours_nor_members() {
+        let s = two_topics();
+        let all = SenseParams {
+            neighbourhood: 10,
+            ..SenseParams::default()
+        };
+        let limited = SenseParams {
+            vocabulary: 3,
+            ..all.clone()
+        };
+        let every = &analyse(&s, &all, &[0])[0];
+        let few = &analyse(&s, &limited, &[0])[0];
+        let ids = |w: &WordSenses| -> Vec<u32> {
+            let members = w.senses.iter().flat_map(|x| x.members.iter().map(|m| m.0));
+            let neighbours = w
+                .peaks
+                .iter()
+                .flat_map(|p| p.neighbours.iter().map(|n| n.0));
+            members.chain(neighbours).collect()
+        };
+        assert!(ids(every).iter().any(|&u| u >= 3));
+        assert!(!ids(few).is_empty() && ids(few).iter().all(|&u| u < 3));
+        let one = SenseParams {
+            vocabulary: 1,
+            ..all
+        };
+        assert!(one.validate().is_err());
     }
 
     #[test]

@@ -145,6 +145,19 @@ def test_senses_without_the_modes_draw_from_the_nearest_words_only(model: CSSMod
     assert report.senses and {w for s in report.senses for w, _ in s.members} <= near
 
 
+def test_rare_words_are_neither_neighbours_nor_sense_members(model: CSSModel) -> None:
+    counts = model.vocab.counts
+    floor = sorted(counts[w] for w in model.words)[len(model) // 2]  # half the words fall short
+    report = model.polysemy("bank", min_count=floor)
+    words = [w for s in report.senses for w, _ in s.members]
+    words += [w for p in report.peaks for w, _ in p.neighbours]
+    assert words and all(counts[w] >= floor for w in words)
+    everyone = model.polysemy("bank", min_count=0)
+    assert any(counts[w] < floor for p in everyone.peaks for w, _ in p.neighbours)
+    with pytest.raises(ValueError, match="min_count"):
+        model.polysemy("bank", min_count=-1)
+
+
 def test_sense_settings_are_checked_by_the_engine() -> None:
     with pytest.raises(ValueError, match="rank"):
         css_rs._core.SenseSettings(rank="loudest")

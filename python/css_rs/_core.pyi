@@ -211,4 +211,5 @@ class SenseSettings:
         min_share: float = 0.25,
         modes: bool = True,
         mode_share: float = 0.2,
+        vocabulary: int | None = None,
     ) -> SenseSettings: ...

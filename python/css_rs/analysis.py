@@ -72,6 +72,11 @@ DEFAULT_NEIGHBOURHOOD = 20
 # mean cosine with them: one sense's neighbours are about as close to each other as to the word
 # (0.9 vs 0.6 for 'bank' on the synthetic corpus), two senses' are not (-0.1).
 DEFAULT_MERGE_RATIO = 0.5
+# Words seen fewer times are neither neighbours nor sense members: their few updates leave
+# noisy spectra that land near anything. On gcide (38 K words, 3 models) a floor of 12 found
+# both senses of 14.3 of 43 ambiguous words instead of 10.3, and split 3.7 of 16 unambiguous
+# controls instead of 5.0 (docs/sparse-supports.md has the frontier).
+DEFAULT_SENSE_MIN_COUNT = 12
 # A group of neighbours lighter than this fraction of the heaviest is noise, not a sense...
 DEFAULT_MIN_SHARE = 0.25
 # ... unless two of its words came from one of the word's peaks and it reaches this fraction.
@@ -214,17 +219,21 @@ class SenseAnalyzer:
         min_share: float = DEFAULT_MIN_SHARE,
         modes: bool = True,
         mode_share: float = DEFAULT_MODE_SHARE,
+        min_count: int = DEFAULT_SENSE_MIN_COUNT,
     ) -> None:
         if rank not in RANKINGS:
             raise ValueError(f"rank must be one of {', '.join(RANKINGS)}, got {rank!r}")
         if not 0.0 <= peak_ratio <= 1.0:
             raise ValueError(f"peak_ratio must be in 0..1, got {peak_ratio}")
+        if min_count < 0:
+            raise ValueError(f"min_count must be >= 0, got {min_count}")
         if k < 1 or neighbourhood < 2:
             raise ValueError(f"need k >= 1 and neighbourhood >= 2, got {k} and {neighbourhood}")
         self.model = model
         self.peak_ratio, self.k, self.rank = peak_ratio, k, rank
         self.neighbourhood, self.merge_ratio, self.min_share = neighbourhood, merge_ratio, min_share
         self.modes, self.mode_share = modes, mode_share
+        self.min_count = min_count
         self._settings = _core.SenseSettings(
             peak_ratio=peak_ratio,
             k=k,
@@ -234,6 +243,7 @@ class SenseAnalyzer:
             min_share=min_share,
             modes=modes,
             mode_share=mode_share,
+            vocabulary=_seen_at_least(model, min_count),
         )
 
     def senses(self, word_ids: Sequence[int]) -> list[Polysemy]:
@@ -274,6 +284,17 @@ class SenseAnalyzer:
         return out
 
 
+def _seen_at_least(model: CSSModel, min_count: int) -> Optional[int]:
+    """How many words, from id 0, were seen at least ``min_count`` times (ids run by
+    descending count); None when every word was (or the model carries no counts), and never
+    fewer than 2 (a sense needs two words)."""
+    counts = model.vocab.counts
+    seen = np.array([counts[w] for w in model.words], dtype=np.int64)
+    if min_count <= 1 or not seen.any() or seen.min() >= min_count:
+        return None
+    return max(2, int(np.argmax(seen < min_count)))
+
+
 def most_polysemous(
     model: CSSModel,
     top: int = 20,
@@ -283,6 +304,7 @@ def most_polysemous(
     k: int = 5,
     rank: Ranking = "phase",
     neighbourhood: int = DEFAULT_NEIGHBOURHOOD,
+    min_count: int = DEFAULT_SENSE_MIN_COUNT,
     progress: Optional[ProgressCallback] = None,
 ) -> list[Polysemy]:
     """The ``top`` most polysemous of the ``among`` most frequent words (rare words have noisy
@@ -293,7 +315,12 @@ def most_polysemous(
         raise ValueError("top and among must not be negative")
     candidates = list(range(min(among, len(model))))  # ids are in order of descending count
     analyzer = SenseAnalyzer(
-        model, peak_ratio=peak_ratio, k=k, rank=rank, neighbourhood=neighbourhood
+        model,
+        peak_ratio=peak_ratio,
+        k=k,
+        rank=rank,
+        neighbourhood=neighbourhood,
+        min_count=min_count,
     )
     # Ranked on the weights alone; reports are built for the winners only. (Candidates are
     # the ids 0..n-1, so weights[w] is word w's.)

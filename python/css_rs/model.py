@@ -18,6 +18,7 @@ from css_rs._core import Vocabulary
 from css_rs.analysis import (
     DEFAULT_NEIGHBOURHOOD,
     DEFAULT_PEAK_RATIO,
+    DEFAULT_SENSE_MIN_COUNT,
     Polysemy,
     Ranking,
     SenseAnalyzer,
@@ -233,14 +234,16 @@ class CSSModel:
         k: int = 5,
         rank: Ranking = "phase",
         neighbourhood: int = DEFAULT_NEIGHBOURHOOD,
+        min_count: int = DEFAULT_SENSE_MIN_COUNT,
     ) -> Polysemy:
         """The peaks of ``word`` (entries >= ``peak_ratio`` x its strongest), each with its
         ``k`` sense neighbours, and its senses: groups of its ``neighbourhood`` nearest words
         and of its peaks' sense neighbours (``css_rs.analysis.SenseAnalyzer``, in Rust).
         Sense neighbours are ranked by the phase-aligned product ``Re(z_w conj z_u)`` among
         words with a positive cosine with ``word`` (clusters share frequencies and differ by
-        phase), or with ``rank="amplitude"`` by the amplitude product. Unknown words raise
-        UnknownWordError."""
+        phase), or with ``rank="amplitude"`` by the amplitude product. Words seen fewer than
+        ``min_count`` times are neither neighbours nor sense members (their spectra are noisy).
+        Unknown words raise UnknownWordError."""
         wid = self.word_id(word)
         analyzer = SenseAnalyzer(
             self,
@@ -248,6 +251,7 @@ class CSSModel:
             k=min(k, len(self)) if k > 0 else k,
             rank=rank,
             neighbourhood=neighbourhood,
+            min_count=min_count,
         )
         return analyzer.senses([wid])[0]
 

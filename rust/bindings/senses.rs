@@ -32,7 +32,7 @@ impl PySenseSettings {
     #[new]
     #[pyo3(signature = (
         *, peak_ratio=0.25, k=5, rank="phase", neighbourhood=20, merge_ratio=0.5,
-        min_share=0.25, modes=true, mode_share=0.2
+        min_share=0.25, modes=true, mode_share=0.2, vocabulary=None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -44,6 +44,7 @@ impl PySenseSettings {
         min_share: f64,
         modes: bool,
         mode_share: f64,
+        vocabulary: Option<usize>,
     ) -> PyResult<Self> {
         let inner = SenseParams {
             peak_ratio,
@@ -54,6 +55,7 @@ impl PySenseSettings {
             min_share,
             modes,
             mode_share,
+            vocabulary: vocabulary.unwrap_or(usize::MAX),
         };
         inner.validate()?;
         Ok(PySenseSettings { inner })

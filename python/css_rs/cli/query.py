@@ -247,6 +247,13 @@ def polysemy(
     neighbours: int = typer.Option(
         5, "--neighbours", min=1, metavar="N", help="Neighbours per peak."
     ),
+    min_count: int = typer.Option(
+        analysis.DEFAULT_SENSE_MIN_COUNT,
+        "--min-count",
+        min=0,
+        metavar="N",
+        help="Words seen fewer times are neither neighbours nor sense members.",
+    ),
     peak_ratio: float = typer.Option(
         DEFAULT_PEAK_RATIO,
         "--peak-ratio",
@@ -272,7 +279,12 @@ def polysemy(
     """
     with handle_errors():
         model = load(model_path)
-        options: dict[str, Any] = {"peak_ratio": peak_ratio, "k": neighbours, "rank": rank}
+        options: dict[str, Any] = {
+            "peak_ratio": peak_ratio,
+            "k": neighbours,
+            "rank": rank,
+            "min_count": min_count,
+        }
         if word is None:
             with scan_progress("Senses", None if as_json else sys.stderr) as progress:
                 ranked = analysis.most_polysemous(
