@@ -197,34 +197,20 @@ class CSSModel:
         negative: Optional[str | list[str]] = None,
         topn: int = 10,
     ) -> list[tuple[str, float]]:
-        """gensim's ``most_similar``: the words closest to the mean of the unit-normalised
+        """gensim's ``most_similar``: the words closest to the sum of the unit-normalised
         spectra of ``positive`` minus those of ``negative`` (``king - man + woman``), query
-        words excluded. Computed over the K slots of every word, O(V·K), never a V x D matrix.
-        """
+        words excluded; in Rust, over the K slots of every word, never a V x D matrix."""
         pos = [positive] if isinstance(positive, str) else list(positive or [])
         neg = [negative] if isinstance(negative, str) else list(negative or [])
         if not pos and not neg:
             raise ValueError("most_similar needs at least one positive or negative word")
         if len(pos) == 1 and not neg:
             return self.similar(pos[0], topn)
-        freqs, values = self._slot_values()
-        query = np.zeros(self.frequency_dim, dtype=np.complex128)
-        for words, sign in ((pos, 1.0), (neg, -1.0)):
-            for word in words:
-                query += sign * _unit_dense(freqs, values, self.word_id(word), self.frequency_dim)
-        scores = _cosines_with(freqs, values, query)
-        for word in pos + neg:
-            scores[self.word_id(word)] = -np.inf
-        top = np.argsort(-scores, kind="stable")[: max(topn, 0)]
+        pos_ids = [self.word_id(w) for w in pos]
+        neg_ids = [self.word_id(w) for w in neg]
         words = self.words
-        return [(words[i], float(scores[i])) for i in top if np.isfinite(scores[i])]
-
-    def _slot_values(self) -> tuple[np.ndarray, np.ndarray]:
-        """Frequencies (V, K; unused slots point at 0 with value 0) and complex values."""
-        freq, amp, phase = self.slot_arrays()
-        used = freq != EMPTY_FREQUENCY
-        values = np.where(used, amp * np.exp(1j * phase.astype(np.float64)), 0)
-        return np.where(used, freq, 0).astype(np.intp), values
+        found = self._spectra.most_similar(pos_ids, neg_ids, self._count(topn))
+        return [(words[i], float(s)) for i, s in found]
 
     def polysemy(
         self,
@@ -321,21 +307,6 @@ class CSSModel:
         extra = {k: v for k, v in self.stats.items() if k not in ("epochs",)}
         extra["epochs"] = self.stats.get("epochs", [])
         return encode_model(parts, __version__, extra)
-
-
-def _unit_dense(freqs: np.ndarray, values: np.ndarray, word_id: int, d: int) -> np.ndarray:
-    """Word ``word_id``'s spectrum as a dense unit-norm complex vector of length ``d``."""
-    dense = np.zeros(d, dtype=np.complex128)
-    np.add.at(dense, freqs[word_id], values[word_id])
-    norm = np.linalg.norm(dense)
-    return dense / norm if norm > 0 else dense
-
-
-def _cosines_with(freqs: np.ndarray, values: np.ndarray, query: np.ndarray) -> np.ndarray:
-    """Complex cosine of every word (slot arrays) with a dense query spectrum."""
-    inner = np.real(values * np.conj(query[freqs])).sum(axis=1)
-    norms = np.linalg.norm(values, axis=1) * np.linalg.norm(query)
-    return np.divide(inner, norms, out=np.zeros_like(inner), where=norms > 0)
 
 
 def load(path: str | os.PathLike[str]) -> CSSModel:

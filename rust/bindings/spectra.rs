@@ -148,6 +148,21 @@ impl PySpectra {
         Ok(queries::peaks(&self.inner, self.check_word(word)?, ratio))
     }
 
+    /// The `k` words nearest to the unit spectra of `positive` minus those of `negative`.
+    fn most_similar(
+        &self,
+        py: Python<'_>,
+        positive: Vec<i64>,
+        negative: Vec<i64>,
+        k: usize,
+    ) -> PyResult<Vec<(u32, f64)>> {
+        let check = |ids: Vec<i64>| -> PyResult<Vec<usize>> {
+            ids.into_iter().map(|w| self.check_word(w)).collect()
+        };
+        let (positive, negative) = (check(positive)?, check(negative)?);
+        Ok(py.detach(|| queries::most_similar(&self.inner, &positive, &negative, k)))
+    }
+
     fn modes(&self, py: Python<'_>, freq: i64, k: usize) -> PyResult<Vec<(u32, f32)>> {
         let f = self.check_freq(freq)?;
         Ok(py.detach(|| queries::modes(&self.inner, f, k)))
