@@ -18,6 +18,9 @@ use pyo3::types::{PyDict, PyString};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+/// Distributed rounds (issue 16): their own file, registered at the end of `core_module`.
+mod distributed;
+
 /// The single place where Rust errors become Python exceptions.
 pub(crate) fn to_py_err(err: CssError) -> PyErr {
     match err {
@@ -324,6 +327,21 @@ impl PyVocabulary {
         Ok(PyVocabulary {
             inner: Vocabulary::from_json(text).map_err(to_py_err)?,
         })
+    }
+
+    /// Every word counted so far (in the vocabulary or not) with its count.
+    fn raw_counts<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        for (w, c) in self.inner.raw_counts() {
+            d.set_item(w, c)?;
+        }
+        Ok(d)
+    }
+
+    /// Pickles as its JSON form (raw counts, ids and all), e.g. to cross to a Ray worker.
+    fn __reduce__<'py>(&self, py: Python<'py>) -> PyResult<(Bound<'py, PyAny>, (String,))> {
+        let from_json = py.get_type::<PyVocabulary>().getattr("from_json")?;
+        Ok((from_json, (self.to_json()?,)))
     }
 
     fn __repr__(&self) -> String {
@@ -801,5 +819,6 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyTrainer>()?;
     m.add_class::<PySpectra>()?;
     m.add_class::<PySenseSettings>()?;
+    distributed::register(m)?;
     Ok(())
 }

@@ -435,6 +435,9 @@ struct StateHeader {
 
 const STATE_MAGIC: &[u8; 8] = b"CSSSTAT1";
 
+mod rounds;
+pub use rounds::{RoundOutcome, RoundPlan};
+
 pub struct Trainer {
     params: TrainParams,
     spectra: SharedSpectra,

@@ -1,6 +1,6 @@
 """Type stubs for the Rust extension module ``css_rs._core``."""
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -47,6 +47,8 @@ class Vocabulary:
     def distinct_words(self) -> int: ...
     @property
     def is_built(self) -> bool: ...
+    def raw_counts(self) -> dict[str, int]: ...
+    def __reduce__(self) -> tuple[Callable[[str], Vocabulary], tuple[str]]: ...
     def encode(self, text: str) -> npt.NDArray[np.uint32]: ...
     def encode_batch(
         self, texts: Iterable[str]
@@ -134,3 +136,52 @@ class SenseSettings:
         modes: bool = True,
         mode_share: float = 0.2,
     ) -> None: ...
+
+# --- distributed rounds (issue 16) ---------------------------------------------------------
+# Spectra as (freq, re, im, counters): V*K, V*K, V*K and V values; a round's changed words as
+# (words, freq, re, im, counters) of n rows.
+SpectraArrays = tuple[
+    npt.NDArray[np.uint16],
+    npt.NDArray[np.float32],
+    npt.NDArray[np.float32],
+    npt.NDArray[np.uint32],
+]
+RowArrays = tuple[
+    npt.NDArray[np.uint32],
+    npt.NDArray[np.uint16],
+    npt.NDArray[np.float32],
+    npt.NDArray[np.float32],
+    npt.NDArray[np.uint32],
+]
+
+def initial_spectra(vocab_size: int, settings_json: str) -> SpectraArrays: ...
+def merge_spectra(
+    spectra: SpectraArrays, updates: list[RowArrays], frequency_dim: int
+) -> SpectraArrays: ...
+def spectra_from_arrays(spectra: SpectraArrays, frequency_dim: int) -> Spectra: ...
+
+class RoundTrainer:
+    def __init__(
+        self,
+        ids: npt.NDArray[np.uint32],
+        offsets: npt.NDArray[np.int64],
+        vocab: Vocabulary,
+        settings_json: str,
+    ) -> None: ...
+    @property
+    def documents(self) -> int: ...
+    @property
+    def tokens(self) -> int: ...
+    def train_round(
+        self,
+        spectra: SpectraArrays,
+        *,
+        first_doc: int,
+        token_budget: int,
+        epoch: int,
+        round: int,
+        worker: int,
+        workers: int,
+        cluster_tokens_done: int,
+        cluster_tokens_total: int,
+    ) -> tuple[RowArrays, dict[str, Any]]: ...
