@@ -236,6 +236,21 @@ class TrainConfig:
     threads: int = _setting("training", 0, _int_range(0, 1024), "worker threads (0: all cores)")
     seed: int = _setting("training", 1, _int_range(0, 2**63 - 1), "random seed")
 
+    # --- distributed training (issue 16) -------------------------------------------------
+    engine: str = _setting(
+        "distributed", "local", _choice("local", "ray"), "local: this process; ray: a Ray cluster"
+    )
+    ray_address: str = _setting(
+        "distributed", "local", _is_str, "Ray cluster: local (start one), auto, or an address"
+    )
+    workers: int = _setting("distributed", 2, _int_range(1, 100000), "Ray workers (engine ray)")
+    threads_per_worker: int = _setting(
+        "distributed", 1, _int_range(1, 1024), "training threads of each Ray worker"
+    )
+    round_tokens: int = _setting(
+        "distributed", 2_000_000, _int_range(1), "tokens each worker trains per round"
+    )
+
     # --- checkpointing and output --------------------------------------------------------
     save_checkpoint_every: int = _setting(
         "checkpoint", 20, _int_range(1), "batches between checkpoints while streaming"
