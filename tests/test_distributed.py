@@ -268,3 +268,15 @@ def test_the_local_engine_and_the_cli_never_import_ray(shard_folder: Path) -> No
         "assert not any(m == 'ray' or m.startswith('ray.') for m in sys.modules), 'ray imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_cli_refuses_a_source_that_is_not_files(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "css_rs", "train", "--engine", "ray", "--source", "synthetic"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2
+    assert "source = 'synthetic' is invalid with --engine ray" in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr

@@ -238,12 +238,12 @@ class TrainConfig:
 
     # --- distributed training (issue 16) -------------------------------------------------
     engine: str = _setting(
-        "distributed", "local", _choice("local", "ray"), "local: this process; ray: a Ray cluster"
+        "distributed", "local", _choice("local", "ray"), "where training runs (ray: a Ray cluster)"
     )
     ray_address: str = _setting(
         "distributed", "local", _is_str, "Ray cluster: local (start one), auto, or an address"
     )
-    workers: int = _setting("distributed", 2, _int_range(1, 100000), "Ray workers (engine ray)")
+    workers: int = _setting("distributed", 2, _int_range(1, 100000), "workers of a Ray run")
     threads_per_worker: int = _setting(
         "distributed", 1, _int_range(1, 1024), "training threads of each Ray worker"
     )

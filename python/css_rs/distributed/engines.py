@@ -110,6 +110,7 @@ class RayEngine:
                 ray.init(address=address, log_to_driver=False)
         self._round_timeout = round_timeout
         self._actors: list[Any] = []
+        self._constructor_refs: tuple[Any, ...] = ()
 
     def count(self, shards: list[ShardSpec], config: TrainConfig) -> list[Vocabulary]:
         task = self._ray.remote(count_shard).options(max_retries=TASK_RETRIES, num_cpus=1)
@@ -125,6 +126,8 @@ class RayEngine:
             max_task_retries=TASK_RETRIES,
         )
         vocab_ref, config_ref = self._ray.put(vocab), self._ray.put(config)
+        # Held for as long as the actors live: a restarted actor reads them again.
+        self._constructor_refs = (vocab_ref, config_ref)
         self._actors = [
             actor.remote(i, own, vocab_ref, config_ref) for i, own in enumerate(assignment)
         ]
@@ -139,6 +142,7 @@ class RayEngine:
         for a in self._actors:
             self._ray.kill(a)
         self._actors = []
+        self._constructor_refs = ()
         if self._owns_ray:
             self._ray.shutdown()
 
