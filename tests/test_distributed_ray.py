@@ -86,6 +86,17 @@ def test_a_worker_that_dies_mid_round_changes_nothing(
     assert spectra_equal(on_ray.spectra or (), local_run.spectra or ())
 
 
+def test_a_straggler_is_restarted_and_changes_nothing(
+    cluster: tuple[str, Path], shard_folder: Path, local_run: DistributedTrainer
+) -> None:
+    hang = cluster[1] / "hang-once"
+    hang.touch()
+    # Rounds here take milliseconds: 5 s is a straggler on any machine.
+    on_ray = run_with(RayEngine(round_timeout=5.0), config_for(shard_folder, engine="ray"))
+    assert not hang.exists()  # a worker took it and hung until it was restarted
+    assert spectra_equal(on_ray.spectra or (), local_run.spectra or ())
+
+
 def _cli(args: list[str], hold: str | None = None) -> subprocess.Popen[str]:
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     env.pop("CSS_RS_TEST_HOLD", None)

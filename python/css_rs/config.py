@@ -250,6 +250,12 @@ class TrainConfig:
     round_tokens: int = _setting(
         "distributed", 2_000_000, _int_range(1), "tokens each worker trains per round"
     )
+    round_timeout_seconds: float = _setting(
+        "distributed",
+        0.0,
+        _float_range(0.0),
+        "a worker's round taking longer is restarted and run again (0: no limit)",
+    )
 
     # --- checkpointing and output --------------------------------------------------------
     save_checkpoint_every: int = _setting(

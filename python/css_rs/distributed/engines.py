@@ -97,7 +97,8 @@ class RayEngine:
 
     ``address``: ``"local"`` starts a cluster on this machine, ``"auto"`` joins the one this
     machine belongs to, anything else is a Ray address. When Ray is already initialised it is
-    used as it is (and left running at ``close()``)."""
+    used as it is (and left running at ``close()``). ``round_timeout`` (seconds): a worker
+    whose round takes longer is restarted and its round run again (a straggler)."""
 
     def __init__(self, address: str = "local", *, round_timeout: Optional[float] = None) -> None:
         ray = _ray()
@@ -136,7 +137,20 @@ class RayEngine:
     def run_round(self, spectra: SpectraArrays, tasks: list[RoundTask]) -> list[RoundResult]:
         spectra_ref = self._ray.put(spectra)
         refs = [self._actors[t.worker].train_round.remote(spectra_ref, t) for t in tasks]
-        return list(self._ray.get(refs, timeout=self._round_timeout))
+        if self._round_timeout is not None:
+            self._restart_stragglers(tasks, refs)
+        return list(self._ray.get(refs))
+
+    def _restart_stragglers(self, tasks: list[RoundTask], refs: list[Any]) -> None:
+        """Restarts the workers whose round is not done within the timeout: Ray then runs
+        their round again (same arguments, same result), up to ``TASK_RETRIES`` times."""
+        for _ in range(TASK_RETRIES):
+            _, pending = self._ray.wait(refs, num_returns=len(refs), timeout=self._round_timeout)
+            if not pending:
+                return
+            for task, ref in zip(tasks, refs):
+                if ref in pending:
+                    self._ray.kill(self._actors[task.worker], no_restart=False)
 
     def close(self) -> None:
         for a in self._actors:
@@ -150,5 +164,6 @@ class RayEngine:
 def make_engine(config: TrainConfig) -> Engine:
     """The engine ``config.engine`` names (``ray`` imports Ray here, and only here)."""
     if config.engine == "ray":
-        return RayEngine(config.ray_address)
+        timeout = config.round_timeout_seconds or None
+        return RayEngine(config.ray_address, round_timeout=timeout)
     return LocalEngine()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +25,8 @@ if TYPE_CHECKING:
     from css_rs._core import RowArrays, SpectraArrays
 
 # Tests only: a folder; a worker that finds a file "exit-once" there removes it and exits
-# abruptly in the middle of its round (as a process killed there would), once.
+# abruptly in the middle of its round (as a process killed there would), once; one that finds
+# "hang-once" removes it and never finishes its round (a straggler), once.
 EXIT_ONCE_ENV = "CSS_RS_TEST_WORKER_EXIT_DIR"
 
 
@@ -118,7 +120,7 @@ class ShardWorker:
     def train_round(self, spectra: SpectraArrays, task: RoundTask) -> RoundResult:
         if task.worker != self.worker:
             raise ValueError(f"round task for worker {task.worker} sent to worker {self.worker}")
-        _exit_once_if_asked()
+        _fail_once_if_asked()
         rows, outcome = self._trainer.train_round(
             spectra,
             first_doc=task.first_doc,
@@ -144,12 +146,20 @@ def _outcome(outcome: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _exit_once_if_asked() -> None:
+def _took(folder: str, name: str) -> bool:
+    """Whether this process removed ``folder/name`` (at most one process can)."""
+    try:
+        os.unlink(os.path.join(folder, name))
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _fail_once_if_asked() -> None:
     folder = os.environ.get(EXIT_ONCE_ENV)
     if not folder:
         return
-    try:
-        os.unlink(os.path.join(folder, "exit-once"))
-    except FileNotFoundError:
-        return
-    os._exit(17)
+    if _took(folder, "exit-once"):
+        os._exit(17)
+    if _took(folder, "hang-once"):
+        threading.Event().wait()  # until the driver gives up on this worker and kills it
