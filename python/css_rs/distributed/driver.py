@@ -41,6 +41,12 @@ CHECKPOINT_FORMAT = "css-rs-distributed-checkpoint-1"
 SPECTRA_KEYS = ("freq", "re", "im", "counters")
 
 
+def built_only(vocab: Vocabulary) -> Vocabulary:
+    """The vocabulary's words and counts without the raw counts of every word ever seen
+    (millions on a large corpus): what workers, checkpoints and the model need."""
+    return Vocabulary.from_words(vocab.words, list(vocab.counts.values()))
+
+
 def build_vocabulary(engine: Engine, shards: list[ShardSpec], config: TrainConfig) -> Vocabulary:
     """The exact vocabulary of all shards: one counting task per shard, counts merged, then
     built as a single process builds it (ids by count, ties by the word)."""
@@ -131,14 +137,20 @@ class DistributedTrainer:
         self.workers: list[WorkerInfo] = []
         self.resumed = False
         self.vocabulary_seconds = 0.0
+        self.counted: dict[str, int] = {}
 
     # --- setup -------------------------------------------------------------------------------
     def prepare(self) -> None:
         """Vocabulary and initial spectra (or both from the checkpoint), then the workers."""
         if not self._load_checkpoint():
             started = time.perf_counter()
-            self.vocab = build_vocabulary(self.engine, self.shards, self.config)
+            counted = build_vocabulary(self.engine, self.shards, self.config)
             self.vocabulary_seconds = time.perf_counter() - started
+            self.counted = {
+                "tokens": counted.total_tokens,
+                "distinct_words": counted.distinct_words,
+            }
+            self.vocab = built_only(counted)
             if len(self.vocab) == 0:
                 raise InputError(
                     "the vocabulary is empty: nothing to train (lower min_word_freq or add data)"
@@ -281,6 +293,7 @@ class DistributedTrainer:
             "merge_seconds": sum(r.merge_seconds for r in h),
             "bytes_returned": sum(r.bytes_returned for r in h),
             "vocabulary_seconds": self.vocabulary_seconds,
+            "counted": self.counted,
         }
 
     # --- checkpoints -------------------------------------------------------------------------
@@ -294,6 +307,7 @@ class DistributedTrainer:
             "identity": _identity(self.config, self.shards),
             "state": asdict(self.state),
             "vocabulary_seconds": self.vocabulary_seconds,
+            "counted": self.counted,
         }
         buf = io.BytesIO()
         arrays: dict[str, np.ndarray] = dict(zip(SPECTRA_KEYS, self.spectra))
@@ -329,6 +343,7 @@ class DistributedTrainer:
             elapsed=state["elapsed"],
         )
         self.vocabulary_seconds = float(header.get("vocabulary_seconds", 0.0))
+        self.counted = dict(header.get("counted", {}))
         self.vocab = Vocabulary.from_json(vocab_json)
         self.spectra = (spectra[0], spectra[1], spectra[2], spectra[3])
         self.resumed = True
