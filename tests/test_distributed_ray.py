@@ -5,6 +5,7 @@ model. Skipped when Ray is not installed. One cluster for the module: it takes s
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -158,3 +159,10 @@ def test_a_driver_interrupted_then_killed_resumes_to_the_same_model(
     for a, b in zip(load(model_path).slot_arrays(), load(local_path).slot_arrays()):
         assert np.array_equal(a, b)
     assert not (tmp_path / "ckpt" / "run.distributed.npz").exists()
+    metadata = json.loads((tmp_path / "model.metadata.json").read_text())
+    assert metadata["distributed"]["rounds"] == local_run.state.round
+    assert [w["tokens"] for w in metadata["distributed"]["workers"]] == [
+        w.tokens for w in local_run.workers
+    ]
+    assert [e["epoch"] for e in metadata["stats"]["epochs"]] == [1, 2]
+    assert metadata["stats"]["corpus_tokens"] == sum(w.tokens for w in local_run.workers)

@@ -70,6 +70,7 @@ class RoundRecord:
     """Figures of one finished round."""
 
     round: int
+    epoch: int  # the earliest epoch among the busy workers (1-based)
     tokens: int
     seconds: float  # wall time of the round, merge included
     workers: list[int]  # the busy workers, in order
@@ -209,7 +210,8 @@ class DistributedTrainer:
     def run_round(self) -> RoundProgress:
         assert self.spectra is not None
         started = time.perf_counter()
-        results = self.engine.run_round(self.spectra, self.tasks())
+        tasks = self.tasks()
+        results = self.engine.run_round(self.spectra, tasks)
         merge_started = time.perf_counter()
         self.spectra = _core.merge_spectra(
             self.spectra, [r.rows for r in results], self.config.frequency_dim
@@ -219,6 +221,7 @@ class DistributedTrainer:
         seconds = time.perf_counter() - started
         record = RoundRecord(
             round=self.state.round - 1,
+            epoch=min(t.epoch for t in tasks) + 1,
             tokens=sum(r.tokens for r in results),
             seconds=seconds,
             workers=[r.worker for r in results],
@@ -261,6 +264,27 @@ class DistributedTrainer:
         assert self.spectra is not None and self.vocab is not None
         spectra = _core.spectra_from_arrays(self.spectra, self.config.frequency_dim)
         return CSSModel(spectra, self.vocab, self.config, stats=self.stats())
+
+    def epoch_stats(self) -> list[dict[str, Any]]:
+        """Per epoch (rounds grouped by their earliest busy worker's epoch): the mean loss of
+        its rounds, its tokens and seconds."""
+        out: dict[int, dict[str, Any]] = {}
+        for r in self.state.history:
+            e = out.setdefault(
+                r.epoch, {"epoch": r.epoch, "losses": [], "tokens": 0, "seconds": 0.0}
+            )
+            e["losses"].append(r.loss)
+            e["tokens"] += r.tokens
+            e["seconds"] += r.seconds
+        return [
+            {
+                "epoch": e["epoch"],
+                "loss": sum(e["losses"]) / len(e["losses"]),
+                "tokens": e["tokens"],
+                "seconds": e["seconds"],
+            }
+            for e in out.values()
+        ]
 
     def stats(self) -> dict[str, Any]:
         """Rounds, workers and their throughput, for the model's metadata."""

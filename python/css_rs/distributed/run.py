@@ -26,7 +26,7 @@ from css_rs.persistence import (
     publish_model,
     utc_timestamp,
 )
-from css_rs.pipeline import TestHooks
+from css_rs.pipeline import TestHooks, _describe_source
 from css_rs.progress import Reporter, format_count, format_rate, format_seconds
 from css_rs.redaction import redact_object
 
@@ -122,6 +122,20 @@ class DistributedRun:
                 bar.update(progress.tokens_done, _round_line(progress), total=progress.tokens_total)
                 self.hooks.reached("round")
 
+    def _stats(self, trainer: DistributedTrainer) -> dict[str, Any]:
+        """The figures a local run's metadata has under ``stats`` (``css-rs info`` reads them)."""
+        s = trainer.state
+        return {
+            "documents": sum(w.documents for w in trainer.workers),
+            "tokens": trainer.counted.get("tokens"),
+            "vocabulary_size": len(trainer.vocab or []),
+            "corpus_tokens": sum(w.tokens for w in trainer.workers),
+            "elapsed": s.elapsed + trainer.vocabulary_seconds,
+            "train_seconds": s.elapsed,
+            "training_tokens_per_second": s.cluster_tokens_done / max(s.elapsed, 1e-9),
+            "epochs": trainer.epoch_stats(),
+        }
+
     def _save(self, trainer: DistributedTrainer) -> Path:
         cfg = self.config
         model = trainer.model()
@@ -134,6 +148,8 @@ class DistributedRun:
             "model_path": str(model_path),
             "config": cfg.to_dict(),
             "config_origins": self.resolved.origins,
+            "stats": self._stats(trainer),
+            "dataset_progress": {"source": cfg.source, "description": _describe_source(cfg)},
             "distributed": trainer.stats(),
             "model_sha256": hashlib.sha256(data).hexdigest(),
         }
