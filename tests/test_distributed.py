@@ -23,6 +23,7 @@ from css_rs.distributed import (
     build_vocabulary,
     list_shards,
 )
+from css_rs.errors import InputError
 from css_rs.sources import make_source
 from css_rs.synthetic import generate_corpus
 
@@ -280,3 +281,30 @@ def test_the_cli_refuses_a_source_that_is_not_files(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "source = 'synthetic' is invalid with --engine ray" in result.stderr + result.stdout
     assert "Traceback" not in result.stderr
+
+
+def test_a_damaged_checkpoint_is_named_not_a_traceback(shard_folder: Path, tmp_path: Path) -> None:
+    checkpoint = tmp_path / "run.distributed.npz"
+    checkpoint.write_bytes(b"not a checkpoint")
+    config = config_for(shard_folder)
+    trainer = DistributedTrainer(
+        LocalEngine(), config, list_shards(config), checkpoint_path=checkpoint
+    )
+    with pytest.raises(InputError, match=r"run\.distributed\.npz: not a readable distributed"):
+        trainer.prepare()
+    assert checkpoint.read_bytes() == b"not a checkpoint"
+
+
+def test_ray_engine_without_ray_says_how_to_install_it() -> None:
+    code = (
+        "import sys\n"
+        "sys.modules['ray'] = None  # as if Ray were not installed\n"
+        "from css_rs.distributed import RayEngine\n"
+        "from css_rs.errors import InputError\n"
+        "try:\n"
+        "    RayEngine()\n"
+        "except InputError as e:\n"
+        "    print(e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    assert "pip install 'css-rs[ray]'" in out.stdout

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -106,8 +107,6 @@ class ShardWorker:
     def __init__(
         self, worker: int, shards: list[ShardSpec], vocab: Vocabulary, config: TrainConfig
     ) -> None:
-        import time
-
         started = time.perf_counter()
         self.worker = worker
         ids, offsets = _encode_shards(shards, vocab, config)
