@@ -10,7 +10,47 @@
 
 use crate::error::{CssError, Result};
 use crate::spectra::{InitParams, SharedSpectra, Spectra, EMPTY};
+use crate::vocabulary::Vocabulary;
 use std::cmp::Ordering;
+
+/// Which of `buckets` reducers counts `word`: FNV-1a of its UTF-8 bytes, the same on every
+/// machine and in every process (a seeded hasher would send a word to different reducers).
+pub fn word_bucket(word: &str, buckets: usize) -> usize {
+    let h = word.bytes().fold(0xCBF2_9CE4_8422_2325_u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01B3)
+    });
+    (h % buckets.max(1) as u64) as usize
+}
+
+/// A vocabulary's raw counts split into `buckets` unbuilt vocabularies by `word_bucket`, so
+/// that reducer `b` merges bucket `b` of every shard and no process holds every word.
+pub fn split_counts(v: &Vocabulary, buckets: usize) -> Vec<Vocabulary> {
+    let mut parts: Vec<Vec<(String, u64)>> = vec![Vec::new(); buckets.max(1)];
+    for (word, count) in v.raw_counts() {
+        let b = word_bucket(&word, buckets);
+        parts[b].push((word, count));
+    }
+    parts
+        .into_iter()
+        .map(|counts| {
+            let mut part = Vocabulary::new();
+            part.add_counts(counts);
+            part
+        })
+        .collect()
+}
+
+/// The words counted at least `min_count` times, with their counts, sorted by word: all a
+/// vocabulary's build needs from a reducer.
+pub fn frequent_counts(v: &Vocabulary, min_count: u64) -> Vec<(String, u64)> {
+    let mut out: Vec<(String, u64)> = v
+        .raw_counts()
+        .into_iter()
+        .filter(|&(_, c)| c >= min_count)
+        .collect();
+    out.sort_unstable();
+    out
+}
 
 /// Dense raw slot arrays of every word (`vocab_size * k` slots, slot order as trained).
 #[derive(Debug, Clone, PartialEq)]
@@ -324,6 +364,23 @@ mod tests {
             r.counters.push(g.counters[w as usize]);
         }
         r
+    }
+
+    #[test]
+    fn split_counts_partitions_the_words_and_keeps_their_counts() {
+        let mut v = Vocabulary::new();
+        v.update(&["a b b c c c d d d d e"]);
+        let parts = split_counts(&v, 3);
+        assert_eq!(parts.len(), 3);
+        assert_eq!(parts.iter().map(|p| p.total_tokens()).sum::<u64>(), 11);
+        let mut merged = Vocabulary::new();
+        for (b, p) in parts.iter().enumerate() {
+            assert!(p.raw_counts().keys().all(|w| word_bucket(w, 3) == b));
+            merged.merge(p);
+        }
+        assert_eq!(merged.raw_counts(), v.raw_counts());
+        let frequent = frequent_counts(&v, 3);
+        assert_eq!(frequent, vec![("c".to_string(), 3), ("d".to_string(), 4)]);
     }
 
     #[test]

@@ -5,12 +5,42 @@
 //! V values; a round's changed words as `(words u32, freq, re, im, counters)` of n rows.
 
 use super::{to_py_err, PySpectra, PyVocabulary};
-use crate::distributed::{merge, SlotArrays, SparseRows};
+use crate::distributed::{frequent_counts, merge, split_counts, SlotArrays, SparseRows};
 use crate::error::CssError;
 use crate::trainer::{Corpus, RoundOutcome, RoundPlan, TrainParams, Trainer};
 use numpy::{PyArray1, PyArrayMethods, PyReadonlyArray1};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
+
+/// A shard's raw counts split into `buckets` unbuilt vocabularies by a stable hash of the word.
+#[pyfunction]
+fn vocabulary_buckets(
+    py: Python<'_>,
+    vocab: PyRef<'_, PyVocabulary>,
+    buckets: usize,
+) -> Vec<PyVocabulary> {
+    let inner = &vocab.inner;
+    py.detach(|| split_counts(inner, buckets))
+        .into_iter()
+        .map(|inner| PyVocabulary { inner })
+        .collect()
+}
+
+/// `{word: count}` of the words counted at least `min_count` times.
+#[pyfunction]
+fn frequent_word_counts<'py>(
+    py: Python<'py>,
+    vocab: PyRef<'_, PyVocabulary>,
+    min_count: u64,
+) -> PyResult<Bound<'py, PyDict>> {
+    let inner = &vocab.inner;
+    let counts = py.detach(|| frequent_counts(inner, min_count));
+    let d = PyDict::new(py);
+    for (w, c) in counts {
+        d.set_item(w, c)?;
+    }
+    Ok(d)
+}
 
 type Arr<'py, T> = Bound<'py, PyArray1<T>>;
 type SpectraIn<'py> = (
@@ -244,6 +274,8 @@ impl PyRoundTrainer {
 
 pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(initial_spectra, m)?)?;
+    m.add_function(wrap_pyfunction!(vocabulary_buckets, m)?)?;
+    m.add_function(wrap_pyfunction!(frequent_word_counts, m)?)?;
     m.add_function(wrap_pyfunction!(merge_spectra, m)?)?;
     m.add_function(wrap_pyfunction!(spectra_from_arrays, m)?)?;
     m.add_class::<PyRoundTrainer>()?;

@@ -44,7 +44,7 @@ def test_hf_parquet_shards_give_the_single_process_vocabulary(
         for batch in source.batches():
             single.update(batch)
     single.build(config.min_word_freq, config.max_vocab_size)
-    distributed = build_vocabulary(LocalEngine(), shards, config)
+    distributed, _ = build_vocabulary(LocalEngine(), shards, config)
     assert distributed.words == single.words
     assert distributed.counts == single.counts
     # Downloaded shards are deleted once read (keep_shards is off).

@@ -41,20 +41,21 @@ CHECKPOINT_FORMAT = "css-rs-distributed-checkpoint-1"
 SPECTRA_KEYS = ("freq", "re", "im", "counters")
 
 
-def built_only(vocab: Vocabulary) -> Vocabulary:
-    """The vocabulary's words and counts without the raw counts of every word ever seen
-    (millions on a large corpus): what workers, checkpoints and the model need."""
-    return Vocabulary.from_words(vocab.words, list(vocab.counts.values()))
-
-
-def build_vocabulary(engine: Engine, shards: list[ShardSpec], config: TrainConfig) -> Vocabulary:
-    """The exact vocabulary of all shards: one counting task per shard, counts merged, then
-    built as a single process builds it (ids by count, ties by the word)."""
-    vocab = Vocabulary()
-    for counted in engine.count(shards, config):
-        vocab.merge(counted)
-    vocab.build(config.min_word_freq, config.max_vocab_size)
-    return vocab
+def build_vocabulary(
+    engine: Engine, shards: list[ShardSpec], config: TrainConfig
+) -> tuple[Vocabulary, dict[str, int]]:
+    """The exact vocabulary of all shards and what was counted (tokens, distinct words): one
+    counting task per shard, its counts split by word into one bucket per worker, one reducer
+    per bucket; built from the frequent words as one process builds it (ids by count, ties by
+    the word), so with the same ids."""
+    frequent: dict[str, int] = {}
+    counted = {"tokens": 0, "distinct_words": 0}
+    for bucket in engine.count_words(shards, config, max(1, config.workers)):
+        frequent.update(bucket.frequent)
+        counted["tokens"] += bucket.tokens
+        counted["distinct_words"] += bucket.distinct_words
+    vocab = Vocabulary.from_counts(frequent, config.min_word_freq, config.max_vocab_size)
+    return vocab, counted
 
 
 @dataclass
@@ -145,13 +146,8 @@ class DistributedTrainer:
         """Vocabulary and initial spectra (or both from the checkpoint), then the workers."""
         if not self._load_checkpoint():
             started = time.perf_counter()
-            counted = build_vocabulary(self.engine, self.shards, self.config)
+            self.vocab, self.counted = build_vocabulary(self.engine, self.shards, self.config)
             self.vocabulary_seconds = time.perf_counter() - started
-            self.counted = {
-                "tokens": counted.total_tokens,
-                "distinct_words": counted.distinct_words,
-            }
-            self.vocab = built_only(counted)
             if len(self.vocab) == 0:
                 raise InputError(
                     "the vocabulary is empty: nothing to train (lower min_word_freq or add data)"

@@ -14,11 +14,13 @@ from css_rs._core import Vocabulary
 from css_rs.config import TrainConfig
 from css_rs.distributed.shards import ShardSpec
 from css_rs.distributed.worker import (
+    BucketCounts,
     RoundResult,
     RoundTask,
     ShardWorker,
     WorkerInfo,
-    count_shard,
+    count_shard_buckets,
+    reduce_bucket,
 )
 from css_rs.errors import InputError
 
@@ -30,8 +32,12 @@ TASK_RETRIES = 3
 
 
 class Engine(Protocol):
-    def count(self, shards: list[ShardSpec], config: TrainConfig) -> list[Vocabulary]:
-        """Each shard's raw word counts (one task per shard), in the order given."""
+    def count_words(
+        self, shards: list[ShardSpec], config: TrainConfig, buckets: int
+    ) -> list[BucketCounts]:
+        """Counts every shard (one task each, its counts split into ``buckets`` by word) and
+        merges each bucket over the shards (one reducer each): per bucket, the words counted
+        ``min_word_freq`` times or more."""
         ...
 
     def start_workers(
@@ -55,8 +61,14 @@ class LocalEngine:
         self._workers: list[ShardWorker] = []
         self._pool: Optional[ThreadPoolExecutor] = None
 
-    def count(self, shards: list[ShardSpec], config: TrainConfig) -> list[Vocabulary]:
-        return [count_shard(s, config) for s in shards]
+    def count_words(
+        self, shards: list[ShardSpec], config: TrainConfig, buckets: int
+    ) -> list[BucketCounts]:
+        counted = [count_shard_buckets(s, config, buckets) for s in shards]
+        return [
+            reduce_bucket(config.min_word_freq, *(parts[b] for parts in counted))
+            for b in range(buckets)
+        ]
 
     def start_workers(
         self, assignment: list[list[ShardSpec]], vocab: Vocabulary, config: TrainConfig
@@ -113,10 +125,24 @@ class RayEngine:
         self._actors: list[Any] = []
         self._constructor_refs: tuple[Any, ...] = ()
 
-    def count(self, shards: list[ShardSpec], config: TrainConfig) -> list[Vocabulary]:
-        task = self._ray.remote(count_shard).options(max_retries=TASK_RETRIES, num_cpus=1)
+    def count_words(
+        self, shards: list[ShardSpec], config: TrainConfig, buckets: int
+    ) -> list[BucketCounts]:
+        # The buckets go from the counting tasks to the reducers through the object store:
+        # the driver only ever receives the frequent words.
+        count = self._ray.remote(count_shard_buckets).options(
+            max_retries=TASK_RETRIES, num_cpus=1, num_returns=buckets
+        )
+        reduce = self._ray.remote(reduce_bucket).options(max_retries=TASK_RETRIES, num_cpus=1)
         config_ref = self._ray.put(config)
-        return list(self._ray.get([task.remote(s, config_ref) for s in shards]))
+        counted = [count.remote(s, config_ref, buckets) for s in shards]
+        if buckets == 1:
+            counted = [[refs] for refs in counted]
+        reducers = [
+            reduce.remote(config.min_word_freq, *(refs[b] for refs in counted))
+            for b in range(buckets)
+        ]
+        return list(self._ray.get(reducers))
 
     def start_workers(
         self, assignment: list[list[ShardSpec]], vocab: Vocabulary, config: TrainConfig

@@ -39,6 +39,31 @@ def count_shard(shard: ShardSpec, config: TrainConfig) -> Vocabulary:
     return vocab
 
 
+def count_shard_buckets(shard: ShardSpec, config: TrainConfig, buckets: int) -> list[Vocabulary]:
+    """One shard's raw counts, split by a stable hash of the word into ``buckets`` parts."""
+    return _core.vocabulary_buckets(count_shard(shard, config), buckets)
+
+
+@dataclass(frozen=True)
+class BucketCounts:
+    """A reducer's answer: the words of its bucket counted ``min_count`` times or more over
+    all shards, and the bucket's totals (every token and distinct word, kept or not)."""
+
+    frequent: dict[str, int]
+    tokens: int
+    distinct_words: int
+
+
+def reduce_bucket(min_count: int, *parts: Vocabulary) -> BucketCounts:
+    """Merges one bucket of every shard's counts (``parts``: bucket b of each shard)."""
+    merged = Vocabulary()
+    for part in parts:
+        merged.merge(part)
+    return BucketCounts(
+        _core.frequent_word_counts(merged, min_count), merged.total_tokens, merged.distinct_words
+    )
+
+
 @dataclass(frozen=True)
 class RoundTask:
     """One worker's part of a round: everything its result depends on besides the global
