@@ -1,5 +1,6 @@
-//! Queries on trained spectra: complex cosine, parallel top-k, peaks (polysemy), sense
-//! neighbours and semantic modes. All O(K) per pair or O(V·K) per scan, never O(D).
+//! Queries on trained spectra: complex cosine, parallel top-k, peaks and semantic modes. All
+//! O(K) per pair or O(V·K) per scan, never O(D). (A peak's sense neighbours and a word's
+//! senses are `senses`.)
 
 use crate::spectra::{Spectra, EMPTY};
 use rayon::prelude::*;
@@ -85,38 +86,6 @@ pub fn amplitude_at(s: &Spectra, word: usize, f: u16) -> f32 {
         .map_or(0.0, |i| s.amp[i])
 }
 
-/// The complex value of `word` at frequency `f` (0 if not active).
-fn value_at(s: &Spectra, word: usize, f: u16) -> (f32, f32) {
-    s.slots(word)
-        .find(|&i| s.freq[i] == f)
-        .map_or((0.0, 0.0), |i| (s.re[i], s.im[i]))
-}
-
-/// Sense neighbours of `word` through its peak frequency `f`: words whose own peaks include
-/// `f`, ranked by the phase-aligned product `Re(z_w(f) · conj z_u(f))` (the amplitude product
-/// times the cosine of the phase difference), among the words with a positive cosine with
-/// `word`. Clusters share frequencies and tell themselves apart by phase, so the amplitude
-/// product alone mixes senses; and a word whose other terms cancel this one is no neighbour.
-pub fn sense_neighbours(s: &Spectra, word: usize, f: u16, ratio: f32, k: usize) -> Vec<(u32, f32)> {
-    let (wr, wi) = value_at(s, word, f);
-    if wr == 0.0 && wi == 0.0 {
-        return Vec::new();
-    }
-    let scored: Vec<(f32, u32)> = (0..s.vocab_size)
-        .into_par_iter()
-        .filter(|&u| u != word)
-        .filter_map(|u| {
-            let r = s.slots(u);
-            let max = s.amp[r.clone()].iter().cloned().fold(0.0f32, f32::max);
-            let i = r.clone().find(|&i| s.freq[i] == f)?;
-            let score = wr * s.re[i] + wi * s.im[i];
-            let eligible = s.amp[i] >= ratio * max && score > 0.0 && inner(s, word, u) > 0.0;
-            eligible.then_some((score, u as u32))
-        })
-        .collect();
-    top_k(scored, k)
-}
-
 /// Semantic mode `f`: the `k` words with the largest amplitude at frequency `f`.
 pub fn modes(s: &Spectra, f: u16, k: usize) -> Vec<(u32, f32)> {
     let scored: Vec<(f32, u32)> = (0..s.vocab_size)
@@ -186,16 +155,5 @@ mod tests {
         assert_eq!(peaks(&s, 2, 0.25).len(), 1);
         assert_eq!(modes(&s, 3, 10), vec![(2, 1.0), (0, 0.5)]);
         assert_eq!(frequency_usage(&s)[1], 2);
-        assert_eq!(sense_neighbours(&s, 0, 1, 0.25, 5), vec![(1, 2.0)]);
-        // Opposite phase at the shared frequency: not a sense neighbour.
-        let opposite = Spectra::from_slots(
-            1,
-            4,
-            vec![2, 2],
-            vec![1.0, 1.0],
-            vec![0.0, std::f32::consts::PI],
-        )
-        .unwrap();
-        assert!(sense_neighbours(&opposite, 0, 2, 0.25, 5).is_empty());
     }
 }

@@ -1,27 +1,60 @@
 """Type stubs for the Rust extension module ``css_rs._core``."""
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, final
 
 import numpy as np
 import numpy.typing as npt
 
+__all__ = [
+    "CssRsError",
+    "InputError",
+    "NotReadyError",
+    "Progress",
+    "RoundTrainer",
+    "SenseSettings",
+    "Spectra",
+    "Tokenizer",
+    "Trainer",
+    "TrainingState",
+    "Vocabulary",
+    "__version__",
+    "engine_defaults",
+    "frequent_word_counts",
+    "initial_spectra",
+    "kernels",
+    "merge_spectra",
+    "spectra_from_arrays",
+    "vocabulary_buckets",
+]
+
 __version__: str
+
+class CssRsError(Exception):
+    """A failure css-rs can explain in one line (exit code 1 on the command line)."""
+
+class InputError(CssRsError, ValueError):
+    """Bad input or usage: names the file, field or value and what is allowed (exit code 2)."""
+
+class NotReadyError(CssRsError, RuntimeError):
+    """An operation that needs something not made yet, such as a built vocabulary."""
 
 def kernels() -> str: ...
 def engine_defaults() -> str: ...
 
+@final
 class Tokenizer:
     """Lowercases, then splits into maximal runs of letters, digits (any script) and ``_``."""
 
-    def __init__(self) -> None: ...
+    def __new__(cls) -> Tokenizer: ...
     def tokenize(self, text: str) -> list[str]: ...
     def tokenize_batch(self, texts: Iterable[str]) -> list[list[str]]: ...
 
+@final
 class Vocabulary:
     """Word counts (fed batch by batch) and ids 0..V by descending count, ties by word."""
 
-    def __init__(self) -> None: ...
+    def __new__(cls) -> Vocabulary: ...
     def update(self, texts: Iterable[str]) -> int: ...
     def merge(self, other: Vocabulary) -> None: ...
     def build(self, min_count: int = 5, max_size: int = 50000) -> None: ...
@@ -34,7 +67,7 @@ class Vocabulary:
         counts: Mapping[str, int], min_count: int = 5, max_size: int = 50000
     ) -> Vocabulary: ...
     def __len__(self) -> int: ...
-    def __contains__(self, word: str) -> bool: ...
+    def __contains__(self, word: str, /) -> bool: ...
     def word_to_id(self, word: str) -> int | None: ...
     def id_to_word(self, id: int) -> str: ...
     @property
@@ -59,25 +92,78 @@ class Vocabulary:
     @staticmethod
     def from_words(words: list[str], counts: list[int]) -> Vocabulary: ...
 
+@final
 class Trainer:
     """The Rust trainer; use ``css_rs.Trainer`` (python/css_rs/training.py) instead."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         ids: npt.NDArray[np.uint32],
         offsets: npt.NDArray[np.int64],
         vocab: Vocabulary,
         settings_json: str,
-        state: bytes | None = None,
-    ) -> None: ...
-    def step(self, seconds: float = 0.5) -> dict[str, Any]: ...
-    def progress(self) -> dict[str, Any]: ...
+        state: TrainingState | None = None,
+    ) -> Trainer: ...
+    def step(self, seconds: float = 0.5) -> Progress: ...
+    def progress(self) -> Progress: ...
     @property
     def done(self) -> bool: ...
     def epoch_stats(self) -> list[dict[str, Any]]: ...
-    def state(self) -> bytes: ...
+    def state(self) -> TrainingState: ...
     def snapshot(self) -> Spectra: ...
 
+@final
+class Progress:
+    """Where a training run stands (reported about every 0.5 s)."""
+
+    def __new__(
+        cls,
+        tokens_done: int,
+        tokens_total: int,
+        epoch: int,
+        epochs: int,
+        loss: float,
+        avg_active: float,
+        learning_rate: float,
+        elapsed: float,
+        tokens_per_second: float,
+        done: bool,
+    ) -> Progress: ...
+    @property
+    def tokens_done(self) -> int: ...
+    @property
+    def tokens_total(self) -> int: ...
+    @property
+    def epoch(self) -> int: ...
+    @property
+    def epochs(self) -> int: ...
+    @property
+    def loss(self) -> float: ...
+    @property
+    def avg_active(self) -> float: ...
+    @property
+    def learning_rate(self) -> float: ...
+    @property
+    def elapsed(self) -> float: ...
+    @property
+    def tokens_per_second(self) -> float: ...
+    @property
+    def done(self) -> bool: ...
+    @property
+    def fraction(self) -> float: ...
+
+@final
+class TrainingState:
+    """Everything needed to continue a run exactly: spectra, epoch, corpus position, RNG states,
+    step counters. Opaque bytes; resuming with ``threads=1`` reproduces the uninterrupted run."""
+
+    def __new__(cls, data: bytes | bytearray | memoryview) -> TrainingState: ...
+    @staticmethod
+    def from_bytes(data: bytes | bytearray | memoryview) -> TrainingState: ...
+    def to_bytes(self) -> bytes: ...
+    def __len__(self) -> int: ...
+
+@final
 class Spectra:
     """Trained spectra: K slots per word sorted by frequency, empty slots (0xFFFF) last."""
 
@@ -107,9 +193,6 @@ class Spectra:
     def similarity(self, a: int, b: int) -> float: ...
     def similar(self, word: int, k: int) -> list[tuple[int, float]]: ...
     def peaks(self, word: int, ratio: float) -> list[tuple[int, float, float]]: ...
-    def sense_neighbours(
-        self, word: int, freq: int, ratio: float, k: int
-    ) -> list[tuple[int, float]]: ...
     def modes(self, freq: int, k: int) -> list[tuple[int, float]]: ...
     def senses(
         self, word_ids: list[int], settings: SenseSettings
@@ -121,11 +204,12 @@ class Spectra:
     ]: ...
     def sense_weights(self, word_ids: list[int], settings: SenseSettings) -> list[list[float]]: ...
 
+@final
 class SenseSettings:
     """The settings of a sense analysis (``css_rs.analysis.SenseAnalyzer``), checked once."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         *,
         peak_ratio: float = 0.25,
         k: int = 5,
@@ -135,18 +219,18 @@ class SenseSettings:
         min_share: float = 0.25,
         modes: bool = True,
         mode_share: float = 0.2,
-    ) -> None: ...
+    ) -> SenseSettings: ...
 
 # --- distributed rounds (issue 16) ---------------------------------------------------------
 # Spectra as (freq, re, im, counters): V*K, V*K, V*K and V values; a round's changed words as
 # (words, freq, re, im, counters) of n rows.
-SpectraArrays = tuple[
+_SpectraArrays = tuple[
     npt.NDArray[np.uint16],
     npt.NDArray[np.float32],
     npt.NDArray[np.float32],
     npt.NDArray[np.uint32],
 ]
-RowArrays = tuple[
+_RowArrays = tuple[
     npt.NDArray[np.uint32],
     npt.NDArray[np.uint16],
     npt.NDArray[np.float32],
@@ -154,29 +238,32 @@ RowArrays = tuple[
     npt.NDArray[np.uint32],
 ]
 
-def initial_spectra(vocab_size: int, settings_json: str) -> SpectraArrays: ...
+def initial_spectra(vocab_size: int, settings_json: str) -> _SpectraArrays: ...
 def vocabulary_buckets(vocab: Vocabulary, buckets: int) -> list[Vocabulary]: ...
 def frequent_word_counts(vocab: Vocabulary, min_count: int) -> dict[str, int]: ...
 def merge_spectra(
-    spectra: SpectraArrays, updates: list[RowArrays], frequency_dim: int
-) -> SpectraArrays: ...
-def spectra_from_arrays(spectra: SpectraArrays, frequency_dim: int) -> Spectra: ...
+    spectra: _SpectraArrays, updates: list[_RowArrays], frequency_dim: int
+) -> _SpectraArrays: ...
+def spectra_from_arrays(spectra: _SpectraArrays, frequency_dim: int) -> Spectra: ...
 
+@final
 class RoundTrainer:
-    def __init__(
-        self,
+    """A worker's trainer of distributed rounds over its own encoded documents."""
+
+    def __new__(
+        cls,
         ids: npt.NDArray[np.uint32],
         offsets: npt.NDArray[np.int64],
         vocab: Vocabulary,
         settings_json: str,
-    ) -> None: ...
+    ) -> RoundTrainer: ...
     @property
     def documents(self) -> int: ...
     @property
     def tokens(self) -> int: ...
     def train_round(
         self,
-        spectra: SpectraArrays,
+        spectra: _SpectraArrays,
         *,
         first_doc: int,
         token_budget: int,
@@ -186,4 +273,4 @@ class RoundTrainer:
         workers: int,
         cluster_tokens_done: int,
         cluster_tokens_total: int,
-    ) -> tuple[RowArrays, dict[str, Any]]: ...
+    ) -> tuple[_RowArrays, dict[str, Any]]: ...

@@ -7,7 +7,7 @@ import difflib
 import math
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
@@ -15,6 +15,13 @@ import numpy as np
 
 from css_rs import _core
 from css_rs._core import Vocabulary
+from css_rs.analysis import (
+    DEFAULT_NEIGHBOURHOOD,
+    DEFAULT_PEAK_RATIO,
+    Polysemy,
+    Ranking,
+    SenseAnalyzer,
+)
 from css_rs.config import TrainConfig
 from css_rs.errors import InputError
 from css_rs.persistence import (
@@ -24,8 +31,6 @@ from css_rs.persistence import (
     decode_model,
     encode_model,
 )
-
-DEFAULT_PEAK_RATIO = 0.25
 
 
 class UnknownWordError(InputError, KeyError):
@@ -39,33 +44,6 @@ class UnknownWordError(InputError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0])
-
-
-@dataclass(frozen=True)
-class Peak:
-    """One peak of a word's spectrum and the words that share it (its sense neighbours)."""
-
-    frequency: int
-    amplitude: float
-    phase: float
-    neighbours: list[tuple[str, float]] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class Polysemy:
-    word: str
-    peaks: list[Peak]
-
-    @property
-    def is_polysemous(self) -> bool:
-        return len(self.peaks) >= 2
-
-    @property
-    def balance(self) -> float:
-        """Second-strongest peak over the strongest (1.0: two equal senses; 0: one sense)."""
-        if len(self.peaks) < 2:
-            return 0.0
-        return self.peaks[1].amplitude / self.peaks[0].amplitude
 
 
 @dataclass(frozen=True)
@@ -248,19 +226,30 @@ class CSSModel:
         return np.where(used, freq, 0).astype(np.intp), values
 
     def polysemy(
-        self, word: str, *, peak_ratio: float = DEFAULT_PEAK_RATIO, k: int = 5
+        self,
+        word: str,
+        *,
+        peak_ratio: float = DEFAULT_PEAK_RATIO,
+        k: int = 5,
+        rank: Ranking = "phase",
+        neighbourhood: int = DEFAULT_NEIGHBOURHOOD,
     ) -> Polysemy:
-        """The peaks of ``word`` (entries >= ``peak_ratio`` x its strongest) and, for each, its
-        ``k`` sense neighbours: words whose own peaks include that frequency, ranked by the
-        phase-aligned product ``Re(z_w conj z_u)`` there, among words with a positive cosine
-        with ``word`` (clusters share frequencies and differ by phase)."""
+        """The peaks of ``word`` (entries >= ``peak_ratio`` x its strongest), each with its
+        ``k`` sense neighbours, and its senses: groups of its ``neighbourhood`` nearest words
+        and of its peaks' sense neighbours (``css_rs.analysis.SenseAnalyzer``, in Rust).
+        Sense neighbours are ranked by the phase-aligned product ``Re(z_w conj z_u)`` among
+        words with a positive cosine with ``word`` (clusters share frequencies and differ by
+        phase), or with ``rank="amplitude"`` by the amplitude product. Unknown words raise
+        UnknownWordError."""
         wid = self.word_id(word)
-        words = self.words
-        peaks = []
-        for f, a, ph in self._spectra.peaks(wid, peak_ratio):
-            neighbours = self._spectra.sense_neighbours(wid, f, peak_ratio, self._count(k))
-            peaks.append(Peak(int(f), float(a), float(ph), [(words[i], s) for i, s in neighbours]))
-        return Polysemy(word, peaks)
+        analyzer = SenseAnalyzer(
+            self,
+            peak_ratio=peak_ratio,
+            k=min(k, len(self)) if k > 0 else k,
+            rank=rank,
+            neighbourhood=neighbourhood,
+        )
+        return analyzer.senses([wid])[0]
 
     def modes(self, freq: int, k: int = 10) -> list[tuple[str, float]]:
         """Semantic mode ``freq``: the ``k`` words with the largest amplitude there."""
@@ -362,7 +351,7 @@ def load(path: str | os.PathLike[str]) -> CSSModel:
             np.ascontiguousarray(parts.amp, dtype=np.float32),
             np.ascontiguousarray(parts.phase, dtype=np.float32),
         )
-    except ValueError as e:
+    except InputError as e:
         raise InputError(f"{p}: {e}") from None
     return CSSModel(spectra, vocab, _config_from(parts.config), stats=parts.stats)
 

@@ -4,7 +4,8 @@
 //! Spectra travel as a tuple `(freq u16, re f32, im f32, counters u32)` of V*K, V*K, V*K and
 //! V values; a round's changed words as `(words u32, freq, re, im, counters)` of n rows.
 
-use super::{to_py_err, PySpectra, PyVocabulary};
+use super::spectra::PySpectra;
+use super::vocabulary::PyVocabulary;
 use crate::distributed::{frequent_counts, merge, split_counts, SlotArrays, SparseRows};
 use crate::error::CssError;
 use crate::trainer::{Corpus, RoundOutcome, RoundPlan, TrainParams, Trainer};
@@ -113,7 +114,7 @@ fn rows_out(py: Python<'_>, r: SparseRows) -> RowsOut<'_> {
 }
 
 fn settings(settings_json: &str) -> PyResult<TrainParams> {
-    TrainParams::from_json(settings_json).map_err(to_py_err)
+    Ok(TrainParams::from_json(settings_json)?)
 }
 
 /// The global spectra a run starts from: the same random spectra a single-process run with
@@ -138,14 +139,12 @@ fn merge_spectra<'py>(
     frequency_dim: usize,
 ) -> PyResult<SpectraOut<'py>> {
     let global = slot_arrays(&spectra)?;
-    global.validate(frequency_dim).map_err(to_py_err)?;
+    global.validate(frequency_dim)?;
     let rows = updates
         .iter()
         .map(|u| sparse_rows(u, global.k))
         .collect::<PyResult<Vec<_>>>()?;
-    let merged = py
-        .detach(|| merge(&global, &rows, frequency_dim))
-        .map_err(to_py_err)?;
+    let merged = py.detach(|| merge(&global, &rows, frequency_dim))?;
     Ok(spectra_out(py, merged))
 }
 
@@ -157,7 +156,7 @@ fn spectra_from_arrays(
     frequency_dim: usize,
 ) -> PyResult<PySpectra> {
     let s = slot_arrays(&spectra)?;
-    s.validate(frequency_dim).map_err(to_py_err)?;
+    s.validate(frequency_dim)?;
     Ok(PySpectra::new(py.detach(|| s.to_spectra(frequency_dim))))
 }
 
@@ -193,7 +192,7 @@ impl PyRoundTrainer {
     ) -> PyResult<Self> {
         let params = settings(settings_json)?;
         if !vocab.inner.is_built() {
-            return Err(to_py_err(CssError::NotReady(
+            return Err(PyErr::from(CssError::NotReady(
                 "vocabulary is not built yet: call build(min_count, max_size)".to_string(),
             )));
         }
@@ -201,11 +200,9 @@ impl PyRoundTrainer {
         let offsets = offsets.readonly().as_slice()?.to_vec();
         {
             let ids_ro = ids.readonly();
-            Corpus::new(ids_ro.as_slice()?, &offsets).map_err(to_py_err)?;
+            Corpus::new(ids_ro.as_slice()?, &offsets)?;
         }
-        let inner = py
-            .detach(|| Trainer::for_rounds(params, &counts))
-            .map_err(to_py_err)?;
+        let inner = py.detach(|| Trainer::for_rounds(params, &counts))?;
         Ok(PyRoundTrainer {
             inner,
             ids: ids.unbind(),
@@ -256,7 +253,7 @@ impl PyRoundTrainer {
         let ids = self.ids.bind(py).readonly();
         let ids_s = ids.as_slice()?;
         if self.offsets.last().copied() != Some(ids_s.len() as i64) {
-            return Err(to_py_err(CssError::InvalidData(
+            return Err(PyErr::from(CssError::InvalidData(
                 "the worker's token ids changed size since the RoundTrainer was made".to_string(),
             )));
         }
@@ -265,9 +262,7 @@ impl PyRoundTrainer {
             offsets: &self.offsets,
         };
         let inner = &mut self.inner;
-        let (rows, outcome) = py
-            .detach(|| inner.train_round(&corpus, &start, &plan))
-            .map_err(to_py_err)?;
+        let (rows, outcome) = py.detach(|| inner.train_round(&corpus, &start, &plan))?;
         Ok((rows_out(py, rows), outcome_dict(py, &outcome)?))
     }
 }

@@ -11,6 +11,7 @@ from typing import Any, Optional
 import typer
 
 from css_rs.cli import app, handle_errors
+from css_rs.cli.command import Command
 from css_rs.cli.config_cmd import CONFIG_FILE_OPTION, resolve_from_cli, with_setting_options
 from css_rs.pipeline import TestHooks, TrainingRun
 from css_rs.progress import Reporter
@@ -65,4 +66,4 @@ def train(
         run.run()
 
 
-app.command("train")(train)
+app.command("train", cls=Command)(train)

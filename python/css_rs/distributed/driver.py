@@ -35,7 +35,7 @@ from css_rs.model import CSSModel
 from css_rs.persistence import atomic_write_bytes
 
 if TYPE_CHECKING:
-    from css_rs._core import SpectraArrays
+    from css_rs._core import _SpectraArrays as SpectraArrays
 
 CHECKPOINT_FORMAT = "css-rs-distributed-checkpoint-1"
 SPECTRA_KEYS = ("freq", "re", "im", "counters")

@@ -25,7 +25,7 @@ from css_rs.distributed.worker import (
 from css_rs.errors import InputError
 
 if TYPE_CHECKING:
-    from css_rs._core import SpectraArrays
+    from css_rs._core import _SpectraArrays as SpectraArrays
 
 # A task that fails (its worker process died, its node was lost) is run again this many times.
 TASK_RETRIES = 3

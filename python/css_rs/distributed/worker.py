@@ -23,7 +23,8 @@ from css_rs.config import TrainConfig
 from css_rs.distributed.shards import ShardSpec, shard_batches
 
 if TYPE_CHECKING:
-    from css_rs._core import RowArrays, SpectraArrays
+    from css_rs._core import _RowArrays as RowArrays
+    from css_rs._core import _SpectraArrays as SpectraArrays
 
 # Tests only: a folder; a worker that finds a file "exit-once" there removes it and exits
 # abruptly in the middle of its round (as a process killed there would), once; one that finds
