@@ -14,7 +14,7 @@ import pytest
 
 from css_rs import _core
 from css_rs._core import Vocabulary
-from css_rs.config import TrainConfig
+from css_rs.config import DISTRIBUTED_SETTINGS, TrainConfig, config_differences
 from css_rs.distributed import (
     DistributedTrainer,
     LocalEngine,
@@ -315,3 +315,9 @@ def test_ray_engine_without_ray_says_how_to_install_it() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     assert "pip install 'css-rs[ray]'" in out.stdout
+
+
+def test_a_local_checkpoint_without_distributed_settings_still_resumes() -> None:
+    before = {k: v for k, v in TrainConfig().to_dict().items() if k not in DISTRIBUTED_SETTINGS}
+    assert config_differences(before, TrainConfig(workers=5, round_tokens=10)) == []
+    assert set(DISTRIBUTED_SETTINGS) == set(TrainConfig.sections()["distributed"])

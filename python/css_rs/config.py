@@ -380,6 +380,14 @@ RESERVED_ENV_PREFIXES = ("CSS_RS_TEST_",)
 # Settings that may differ between a checkpoint and the run resuming it: they change where files
 # go, where data is fetched from or how often checkpoints are written, never what is computed.
 # (``threads`` is not one of them: the engine's TrainingState is tied to its thread count.)
+DISTRIBUTED_SETTINGS = (
+    "engine",
+    "ray_address",
+    "workers",
+    "threads_per_worker",
+    "round_tokens",
+    "round_timeout_seconds",
+)
 RESUME_NEUTRAL = frozenset(
     {
         "datasets_server_endpoint",
@@ -392,6 +400,9 @@ RESUME_NEUTRAL = frozenset(
         "cache_dir",
         "model_path",
         "keep_backups",
+        # The local pipeline never reads [distributed] (a distributed run has its own
+        # checkpoint): a local checkpoint made before these settings existed still resumes.
+        *DISTRIBUTED_SETTINGS,
     }
 )
 
