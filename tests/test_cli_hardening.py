@@ -124,7 +124,7 @@ def test_usage_errors_are_one_line(tmp_path: Path) -> None:
     assert "train --help" in lines[0] and "╭" not in done.stderr
     missing = run(tmp_path, "similar")
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1
-    assert "Missing argument 'MODEL'" in missing.stderr
+    assert "Missing argument 'WORD'" in missing.stderr  # MODEL defaults to train's
 
 
 @pytest.mark.slow

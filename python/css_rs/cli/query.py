@@ -43,11 +43,6 @@ class ExportFormat(str, Enum):
     npz = "npz"
 
 
-class Ranking(str, Enum):
-    phase = "phase"
-    amplitude = "amplitude"
-
-
 # --- output helpers ------------------------------------------------------------------------
 def _jsonable(value: Any) -> Any:
     """Replaces NaN and infinities (not valid JSON) by null, recursively."""
@@ -260,8 +255,8 @@ def polysemy(
         metavar="X",
         help="A peak is at least this fraction of the strongest entry.",
     ),
-    rank: Ranking = typer.Option(
-        Ranking.phase,
+    rank: analysis.Ranking = typer.Option(
+        "phase",
         "--rank",
         metavar="phase|amplitude",
         help="Sense neighbours by phase-aligned product Re(z_w conj z_u) (as "
@@ -277,7 +272,7 @@ def polysemy(
     """
     with handle_errors():
         model = load(model_path)
-        options: dict[str, Any] = {"peak_ratio": peak_ratio, "k": neighbours, "rank": rank.value}
+        options: dict[str, Any] = {"peak_ratio": peak_ratio, "k": neighbours, "rank": rank}
         if word is None:
             with scan_progress("Senses", None if as_json else sys.stderr) as progress:
                 ranked = analysis.most_polysemous(
@@ -292,7 +287,7 @@ def polysemy(
         if as_json:
             emit_json(report.to_dict())
         else:
-            _print_senses(report, rank.value, peak_ratio)
+            _print_senses(report, rank, peak_ratio)
 
 
 @contextmanager
