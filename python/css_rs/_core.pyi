@@ -1,6 +1,6 @@
 """Type stubs for the Rust extension module ``css_rs._core``."""
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, final
 
 import numpy as np
@@ -11,6 +11,7 @@ __all__ = [
     "InputError",
     "NotReadyError",
     "Progress",
+    "RoundTrainer",
     "SenseSettings",
     "Spectra",
     "Tokenizer",
@@ -19,7 +20,12 @@ __all__ = [
     "Vocabulary",
     "__version__",
     "engine_defaults",
+    "frequent_word_counts",
+    "initial_spectra",
     "kernels",
+    "merge_spectra",
+    "spectra_from_arrays",
+    "vocabulary_buckets",
 ]
 
 __version__: str
@@ -74,6 +80,8 @@ class Vocabulary:
     def distinct_words(self) -> int: ...
     @property
     def is_built(self) -> bool: ...
+    def raw_counts(self) -> dict[str, int]: ...
+    def __reduce__(self) -> tuple[Callable[[str], Vocabulary], tuple[str]]: ...
     def encode(self, text: str) -> npt.NDArray[np.uint32]: ...
     def encode_batch(
         self, texts: Iterable[str]
@@ -216,3 +224,57 @@ class SenseSettings:
         mode_share: float = 0.2,
         vocabulary: int | None = None,
     ) -> SenseSettings: ...
+
+# --- distributed rounds (issue 16) ---------------------------------------------------------
+# Spectra as (freq, re, im, counters): V*K, V*K, V*K and V values; a round's changed words as
+# (words, freq, re, im, counters) of n rows.
+_SpectraArrays = tuple[
+    npt.NDArray[np.uint16],
+    npt.NDArray[np.float32],
+    npt.NDArray[np.float32],
+    npt.NDArray[np.uint32],
+]
+_RowArrays = tuple[
+    npt.NDArray[np.uint32],
+    npt.NDArray[np.uint16],
+    npt.NDArray[np.float32],
+    npt.NDArray[np.float32],
+    npt.NDArray[np.uint32],
+]
+
+def initial_spectra(vocab_size: int, settings_json: str) -> _SpectraArrays: ...
+def vocabulary_buckets(vocab: Vocabulary, buckets: int) -> list[Vocabulary]: ...
+def frequent_word_counts(vocab: Vocabulary, min_count: int) -> dict[str, int]: ...
+def merge_spectra(
+    spectra: _SpectraArrays, updates: list[_RowArrays], frequency_dim: int
+) -> _SpectraArrays: ...
+def spectra_from_arrays(spectra: _SpectraArrays, frequency_dim: int) -> Spectra: ...
+
+@final
+class RoundTrainer:
+    """A worker's trainer of distributed rounds over its own encoded documents."""
+
+    def __new__(
+        cls,
+        ids: npt.NDArray[np.uint32],
+        offsets: npt.NDArray[np.int64],
+        vocab: Vocabulary,
+        settings_json: str,
+    ) -> RoundTrainer: ...
+    @property
+    def documents(self) -> int: ...
+    @property
+    def tokens(self) -> int: ...
+    def train_round(
+        self,
+        spectra: _SpectraArrays,
+        *,
+        first_doc: int,
+        token_budget: int,
+        epoch: int,
+        round: int,
+        worker: int,
+        workers: int,
+        cluster_tokens_done: int,
+        cluster_tokens_total: int,
+    ) -> tuple[_RowArrays, dict[str, Any]]: ...

@@ -2,6 +2,7 @@
 //! and releasing the GIL around long calls; errors become Python exceptions in one place
 //! (`errors`, `From<CssError> for PyErr`), so every binding propagates them with `?`.
 
+mod distributed;
 mod errors;
 mod senses;
 mod spectra;
@@ -26,5 +27,6 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<trainer::PyTrainingState>()?;
     m.add_class::<spectra::PySpectra>()?;
     m.add_class::<senses::PySenseSettings>()?;
+    distributed::register(m)?;
     Ok(())
 }

@@ -190,6 +190,21 @@ impl PyVocabulary {
         })
     }
 
+    /// Every word counted so far (in the vocabulary or not) with its count.
+    fn raw_counts<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        for (w, c) in self.inner.raw_counts() {
+            d.set_item(w, c)?;
+        }
+        Ok(d)
+    }
+
+    /// Pickles as its JSON form (raw counts, ids and all), e.g. to cross to a Ray worker.
+    fn __reduce__<'py>(&self, py: Python<'py>) -> PyResult<(Bound<'py, PyAny>, (String,))> {
+        let from_json = py.get_type::<PyVocabulary>().getattr("from_json")?;
+        Ok((from_json, (self.to_json()?,)))
+    }
+
     fn __repr__(&self) -> String {
         if self.inner.is_built() {
             format!(

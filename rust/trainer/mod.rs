@@ -9,12 +9,14 @@
 //!
 //! One concept a file: `params` (settings and their ranges), `corpus` (the view of the token
 //! ids), `stats` (what training reports), `state` (the state's byte format), `worker` (one
-//! worker's loop over its documents and positions), `update` (the projected update rule) and
-//! `balance` (usage-balanced selection). This file holds the `Trainer` and its epochs.
+//! worker's loop over its documents and positions), `update` (the projected update rule),
+//! `balance` (usage-balanced selection) and `rounds` (distributed training's rounds). This
+//! file holds the `Trainer` and its epochs.
 
 mod balance;
 mod corpus;
 mod params;
+mod rounds;
 mod state;
 mod stats;
 #[cfg(test)]
@@ -24,6 +26,7 @@ mod worker;
 
 pub use corpus::Corpus;
 pub use params::{Loss, LrSchedule, NegativeDistribution, Normalize, TrainParams};
+pub use rounds::{RoundOutcome, RoundPlan};
 pub use stats::{EpochStats, Progress};
 
 use crate::error::{CssError, Result};

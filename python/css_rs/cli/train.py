@@ -43,6 +43,18 @@ def train(
     """
     with handle_errors():
         resolved = resolve_from_cli(config_file, settings)
+        if resolved.config.engine != "local":
+            # Only here is css_rs.distributed (and through it Ray) imported.
+            from css_rs.distributed.run import DistributedRun
+
+            DistributedRun(
+                resolved,
+                Reporter(),
+                fresh=fresh,
+                resume_command=resume_command(sys.argv[1:]),
+                hooks=TestHooks.from_env(os.environ),
+            ).run()
+            return
         run = TrainingRun(
             resolved,
             Reporter(),
