@@ -19,6 +19,7 @@ import pytest
 from css_rs.distributed import DistributedTrainer, LocalEngine, RayEngine, list_shards
 from css_rs.distributed.worker import EXIT_ONCE_ENV
 from test_distributed import config_for, spectra_equal, write_shards
+from test_distributed_ray import keep_ray_on_loopback
 
 ray = pytest.importorskip("ray")
 cluster_utils = pytest.importorskip("ray.cluster_utils")
@@ -39,12 +40,7 @@ def doomed_cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     hang. Yields (cluster, extra node); every raylet is stopped at the end."""
     monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
     monkeypatch.delenv(EXIT_ONCE_ENV, raising=False)
-    # Ray turns 127.0.0.1 into the machine's outward address (ray.init's address and
-    # _node_ip_address alike) unless its "no real cluster" switch is off: then every node,
-    # worker and driver stays on loopback. Read at import (the env, for Ray's processes) and
-    # at call time (the attribute, for this one, where Ray is already imported).
-    monkeypatch.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-    monkeypatch.setattr(ray._private.ray_constants, "ENABLE_RAY_CLUSTER", False)
+    keep_ray_on_loopback(monkeypatch)
     cluster = cluster_utils.Cluster(
         initialize_head=True,
         head_node_args={"num_cpus": 1, "node_ip_address": LOOPBACK, "include_dashboard": False},
@@ -53,6 +49,7 @@ def doomed_cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
         doomed = _node(cluster, env_vars={EXIT_ONCE_ENV: str(tmp_path)})
         ray.init(address=cluster.address, log_to_driver=False)
         try:
+            assert {n["NodeManagerAddress"] for n in ray.nodes()} == {LOOPBACK}
             yield cluster, doomed
         finally:
             ray.shutdown()
