@@ -25,6 +25,16 @@ from test_distributed import config_for, spectra_equal, write_shards
 ray = pytest.importorskip("ray")
 
 
+def keep_ray_on_loopback(patch: pytest.MonkeyPatch) -> None:
+    """Ray turns 127.0.0.1 into the machine's outward address (ray.init's ``address`` and
+    ``_node_ip_address`` alike) unless its "no real cluster" switch is off: then every node,
+    worker and driver stays on loopback. Ray reads it at import (the environment variable, for
+    the processes Ray starts, and drivers started by a test) and at call time (the attribute,
+    for this process, where Ray is already imported)."""
+    patch.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    patch.setattr(ray._private.ray_constants, "ENABLE_RAY_CLUSTER", False)
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     """A 2-CPU cluster on loopback, usage stats off; its workers inherit the folder where a
@@ -33,6 +43,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Pat
     patch = pytest.MonkeyPatch()
     patch.setenv("RAY_USAGE_STATS_ENABLED", "0")
     patch.setenv(EXIT_ONCE_ENV, str(exit_dir))
+    keep_ray_on_loopback(patch)
     ray.init(
         address="local",  # never another cluster this machine may be running
         num_cpus=2,
@@ -41,6 +52,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Pat
         log_to_driver=False,
     )
     try:
+        assert {n["NodeManagerAddress"] for n in ray.nodes()} == {"127.0.0.1"}
         yield ray.get_runtime_context().gcs_address, exit_dir
     finally:
         ray.shutdown()

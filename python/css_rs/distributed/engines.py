@@ -27,7 +27,8 @@ from css_rs.errors import InputError
 if TYPE_CHECKING:
     from css_rs._core import _SpectraArrays as SpectraArrays
 
-# A task that fails (its worker process died, its node was lost) is run again this many times.
+# A task that fails (its worker process died, its node was lost) is run again this many times;
+# a worker (an actor) is restarted this many times.
 TASK_RETRIES = 3
 
 
@@ -104,8 +105,9 @@ def _ray() -> Any:
 
 class RayEngine:
     """Workers as Ray actors (one per worker, ``threads_per_worker`` CPUs each), counting as
-    Ray tasks. A worker whose process dies is restarted (it reads its shards again) and its
-    round is retried: a round's result depends only on its arguments, so nothing changes.
+    Ray tasks. A worker whose process dies, or whose node is lost, is restarted (on a node
+    with room for it; it reads its shards again) and its round is retried: a round's result
+    depends only on its arguments, so nothing changes.
 
     ``address``: ``"local"`` starts a cluster on this machine, ``"auto"`` joins the one this
     machine belongs to, anything else is a Ray address. When Ray is already initialised it is
@@ -149,10 +151,17 @@ class RayEngine:
     def start_workers(
         self, assignment: list[list[ShardSpec]], vocab: Vocabulary, config: TrainConfig
     ) -> list[WorkerInfo]:
+        # A round is retried for as long as its actor may come back (-1: no count of its own):
+        # when a node is lost, every call to its actor fails within moments ("temporarily
+        # unavailable") until the cluster declares the node dead (~15 s of missed health
+        # checks by default) and restarts the actor elsewhere; a count of 3 was spent long
+        # before that. The bound is the actor's: after ``TASK_RETRIES`` restarts it is dead
+        # and the round fails. Rounds are idempotent, so a retry that repeats one that did
+        # run changes nothing.
         actor = self._ray.remote(ShardWorker).options(
             num_cpus=config.threads_per_worker,
             max_restarts=TASK_RETRIES,
-            max_task_retries=TASK_RETRIES,
+            max_task_retries=-1,
         )
         vocab_ref, config_ref = self._ray.put(vocab), self._ray.put(config)
         # Held for as long as the actors live: a restarted actor reads them again.

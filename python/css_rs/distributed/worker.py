@@ -28,7 +28,8 @@ if TYPE_CHECKING:
 
 # Tests only: a folder; a worker that finds a file "exit-once" there removes it and exits
 # abruptly in the middle of its round (as a process killed there would), once; one that finds
-# "hang-once" removes it and never finishes its round (a straggler), once.
+# "hang-once" removes it and never finishes its round (a straggler, or a worker whose node a
+# test is about to remove), once.
 EXIT_ONCE_ENV = "CSS_RS_TEST_WORKER_EXIT_DIR"
 
 
