@@ -8,6 +8,7 @@ use crate::spectra::{Spectra, UsageStats};
 use crate::tokenizer;
 use crate::trainer::{Corpus, EpochStats, Progress, TrainParams, Trainer};
 use crate::vocabulary::Vocabulary;
+use crate::word_table::{self, WordTable};
 use numpy::{PyArray1, PyArrayMethods, PyReadonlyArray1};
 use pyo3::exceptions::{
     PyIndexError, PyKeyboardInterrupt, PyRuntimeError, PyTypeError, PyValueError,
@@ -790,6 +791,104 @@ fn engine_defaults() -> String {
     serde_json::to_string(&TrainParams::default()).expect("settings serialise")
 }
 
+// --- the id cache: first-seen word ids (crate::word_table) ----------------------------------
+
+/// Words numbered in the order they are first seen, with counts (`crate::word_table`).
+#[pyclass(name = "WordTable", module = "css_rs._core")]
+struct PyWordTable {
+    inner: WordTable,
+}
+
+#[pymethods]
+impl PyWordTable {
+    #[new]
+    fn new() -> Self {
+        PyWordTable {
+            inner: WordTable::new(),
+        }
+    }
+
+    /// The table a checkpoint's words file holds (one word a line); counts start at zero.
+    #[staticmethod]
+    fn from_words_text(data: &[u8]) -> PyResult<Self> {
+        Ok(PyWordTable {
+            inner: WordTable::from_words_text(data).map_err(to_py_err)?,
+        })
+    }
+
+    fn __len__(&self) -> usize {
+        self.inner.len()
+    }
+
+    /// Tokenizes `texts` into the id stream (ids, then END_OF_DOCUMENT, per document),
+    /// adding new words and counting; returns the stream and the number of tokens.
+    fn encode<'py>(
+        &mut self,
+        py: Python<'py>,
+        texts: &Bound<'py, PyAny>,
+    ) -> PyResult<(Bound<'py, PyArray1<u32>>, u64)> {
+        let texts = PyTexts::extract(texts)?;
+        let strs = texts.strs();
+        let inner = &mut self.inner;
+        let (stream, tokens) = py.detach(|| inner.encode(&strs)).map_err(to_py_err)?;
+        Ok((PyArray1::from_vec(py, stream), tokens))
+    }
+
+    /// Adds the tokens of a cached id stream to the counts; returns how many there were.
+    fn recount(&mut self, py: Python<'_>, stream: PyReadonlyArray1<'_, u32>) -> PyResult<u64> {
+        let stream = stream.as_slice()?;
+        let inner = &mut self.inner;
+        py.detach(|| inner.recount(stream)).map_err(to_py_err)
+    }
+
+    /// The words from id `start` on, one a line (UTF-8).
+    fn words_text<'py>(&self, py: Python<'py>, start: usize) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, self.inner.words_text(start))
+    }
+
+    /// The vocabulary `Vocabulary.build(min_count, max_size)` would give on these counts, and
+    /// the first-seen id -> vocabulary id table (`DROPPED` for words left out).
+    fn vocabulary<'py>(
+        &self,
+        py: Python<'py>,
+        min_count: i64,
+        max_size: i64,
+    ) -> PyResult<(PyVocabulary, Bound<'py, PyArray1<u32>>)> {
+        let (min_count, max_size) = check_build_args(min_count, max_size)?;
+        let inner = &self.inner;
+        let (vocab, remap) = py
+            .detach(|| inner.vocabulary(min_count, max_size))
+            .map_err(to_py_err)?;
+        Ok((PyVocabulary { inner: vocab }, PyArray1::from_vec(py, remap)))
+    }
+}
+
+/// The complete documents of an id stream through a `WordTable.vocabulary` table: returns
+/// `(ids, offsets, used)`, empty documents dropped, `used` the stream entries read.
+#[pyfunction]
+#[allow(clippy::type_complexity)]
+fn remap_documents<'py>(
+    py: Python<'py>,
+    stream: PyReadonlyArray1<'py, u32>,
+    remap: PyReadonlyArray1<'py, u32>,
+) -> PyResult<(Bound<'py, PyArray1<u32>>, Bound<'py, PyArray1<i64>>, usize)> {
+    let (stream, remap) = (stream.as_slice()?, remap.as_slice()?);
+    let (ids, offsets, used) = py
+        .detach(|| word_table::remap_documents(stream, remap))
+        .map_err(to_py_err)?;
+    Ok((
+        PyArray1::from_vec(py, ids),
+        PyArray1::from_vec(py, offsets),
+        used,
+    ))
+}
+
+fn add_word_table(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("END_OF_DOCUMENT", word_table::END_OF_DOCUMENT)?;
+    m.add_class::<PyWordTable>()?;
+    m.add_function(wrap_pyfunction!(remap_documents, m)?)
+}
+
 #[pymodule]
 #[pyo3(name = "_core")]
 fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -801,5 +900,6 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyTrainer>()?;
     m.add_class::<PySpectra>()?;
     m.add_class::<PySenseSettings>()?;
+    add_word_table(m)?;
     Ok(())
 }

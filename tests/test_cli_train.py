@@ -273,7 +273,9 @@ def flip_byte(path: Path) -> None:
         ("batch:9", "manifest", flip_byte),
         ("batch:9", "shard", flip_byte),
         ("batch:9", "shard", truncate),
-        ("batch:9", "vocabulary", truncate),
+        ("batch:9", "words", truncate),
+        ("batch:9", "words", flip_byte),
+        ("step:3", "vocabulary", truncate),
         ("step:3", "state", truncate),
         ("step:3", "ids", flip_byte),
     ],
@@ -287,6 +289,8 @@ def test_damaged_checkpoint_exits_2_naming_the_file(
         path = store.manifest_path
     elif target == "shard":
         path = store.path_of(checkpoint.shards[0].name)
+    elif target == "words":
+        path = store.path_of(checkpoint.words[0].name)
     else:
         path = store.path_of(checkpoint.files[target].name)
     damage(path)
