@@ -11,9 +11,11 @@
 
 use crate::error::{CssError, Result};
 use crate::tokenizer::for_each_token;
-use crate::vocabulary::{byte_balanced_chunks, pack, Vocabulary};
+use crate::vocabulary::{byte_balanced_chunks, Vocabulary};
+use hashbrown::hash_table::{Entry, HashTable};
 use rayon::prelude::*;
-use rustc_hash::FxHashMap;
+use rustc_hash::FxHasher;
+use std::hash::Hasher;
 
 /// Ends every document in the id stream (never a word id).
 pub const END_OF_DOCUMENT: u32 = u32::MAX;
@@ -22,56 +24,111 @@ pub const DROPPED: u32 = u32::MAX;
 /// Below this many bytes a batch is encoded on the calling thread: splitting it costs more.
 const PARALLEL_BYTES: usize = 256 * 1024;
 
-/// Word -> first-seen id, for short words packed inline (see `vocabulary::pack`).
-#[derive(Debug, Clone, Default)]
-struct WordIndex {
-    short: FxHashMap<u128, u32>,
-    long: FxHashMap<Box<str>, u32>,
+/// Words numbered 0, 1, 2, ... in the order they were added, stored end to end in one buffer
+/// (each followed by `\n`), with a hash table of ids. A slot is 8 bytes (id and hash), so 2 M
+/// words take ~36 MB of table besides their text, where a map keyed by strings (or by words
+/// packed into a `u128`) took several times that; growing the table rehashes from the stored
+/// hashes without touching the text.
+#[derive(Debug, Clone)]
+struct Interner {
+    slots: HashTable<Slot>,
+    /// Every word followed by `\n`, in id order: exactly the bytes a checkpoint appends.
+    text: Vec<u8>,
+    /// Where word `i` starts in `text` (`starts[len]` is `text.len()`).
+    starts: Vec<usize>,
 }
 
-impl WordIndex {
-    #[inline]
-    fn get(&self, word: &str) -> Option<u32> {
-        match pack(word) {
-            Some(key) => self.short.get(&key).copied(),
-            None => self.long.get(word).copied(),
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    id: u32,
+    hash: u32,
+}
+
+/// The hash of a word: 32 bits kept in its slot, spread to 64 for the table (which takes its
+/// tags from the top bits and its buckets from the low ones).
+#[inline]
+fn word_hash(word: &[u8]) -> u32 {
+    let mut h = FxHasher::default();
+    h.write(word);
+    h.finish() as u32
+}
+
+#[inline]
+fn spread(hash: u32) -> u64 {
+    let h = u64::from(hash);
+    (h << 32 | h).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ h
+}
+
+impl Default for Interner {
+    fn default() -> Self {
+        Interner {
+            slots: HashTable::new(),
+            text: Vec::new(),
+            starts: vec![0],
         }
+    }
+}
+
+impl Interner {
+    fn len(&self) -> usize {
+        self.starts.len() - 1
     }
 
     #[inline]
-    fn insert(&mut self, word: &str, id: u32) {
-        match pack(word) {
-            Some(key) => self.short.insert(key, id),
-            None => self.long.insert(word.into(), id),
+    fn bytes(&self, id: u32) -> &[u8] {
+        let id = id as usize;
+        &self.text[self.starts[id]..self.starts[id + 1] - 1]
+    }
+
+    fn word(&self, id: u32) -> &str {
+        // Built from &str tokens joined by '\n': every word is valid UTF-8.
+        std::str::from_utf8(self.bytes(id)).unwrap_or_default()
+    }
+
+    #[inline]
+    fn get(&self, word: &str) -> Option<u32> {
+        let word = word.as_bytes();
+        let hash = word_hash(word);
+        self.slots
+            .find(spread(hash), |s| s.hash == hash && self.bytes(s.id) == word)
+            .map(|s| s.id)
+    }
+
+    /// The id of `word`, and whether it was added just now. One probe of the table either way
+    /// (a new word is where most of the time of a corpus of rare words goes).
+    #[inline]
+    fn intern(&mut self, word: &str) -> (u32, bool) {
+        let bytes = word.as_bytes();
+        let hash = word_hash(bytes);
+        let (text, starts) = (&self.text, &self.starts);
+        let same = |s: &Slot| {
+            let id = s.id as usize;
+            s.hash == hash && &text[starts[id]..starts[id + 1] - 1] == bytes
         };
+        match self.slots.entry(spread(hash), same, |s| spread(s.hash)) {
+            Entry::Occupied(found) => (found.get().id, false),
+            Entry::Vacant(vacant) => {
+                let id = (self.starts.len() - 1) as u32;
+                vacant.insert(Slot { id, hash });
+                self.text.extend_from_slice(bytes);
+                self.text.push(b'\n');
+                self.starts.push(self.text.len());
+                (id, true)
+            }
+        }
     }
 }
 
 /// The growing word -> first-seen id table, with a count per id.
 #[derive(Debug, Clone, Default)]
 pub struct WordTable {
-    index: WordIndex,
-    /// Every word followed by `\n`, in id order: exactly the bytes the checkpoint appends.
-    text: Vec<u8>,
-    /// Where word `i` starts in `text` (`starts[len]` is `text.len()`).
-    starts: Vec<usize>,
+    words: Interner,
     counts: Vec<u64>,
-}
-
-/// New words met by one thread while encoding its part of a batch: numbered from `base` (the
-/// table's size when the batch began) in the order this part met them.
-#[derive(Default)]
-struct NewWords {
-    index: WordIndex,
-    words: Vec<String>,
 }
 
 impl WordTable {
     pub fn new() -> Self {
-        WordTable {
-            starts: vec![0],
-            ..Default::default()
-        }
+        Self::default()
     }
 
     /// A table from the words file a checkpoint wrote (`words_text`); counts start at zero.
@@ -86,13 +143,12 @@ impl WordTable {
             CssError::InvalidData("the words do not end with a newline".to_string())
         })?;
         for word in body.split('\n') {
-            if word.is_empty() || table.index.get(word).is_some() {
+            let id = table.len();
+            if word.is_empty() || !table.intern(word)?.1 {
                 return Err(CssError::InvalidData(format!(
-                    "word {} ({word:?}) is empty or listed twice",
-                    table.len()
+                    "word {id} ({word:?}) is empty or listed twice"
                 )));
             }
-            table.push(word)?;
         }
         Ok(table)
     }
@@ -107,9 +163,7 @@ impl WordTable {
     }
 
     pub fn word(&self, id: usize) -> &str {
-        let bytes = &self.text[self.starts[id]..self.starts[id + 1] - 1];
-        // Built from &str slices joined by '\n': every word is valid UTF-8.
-        std::str::from_utf8(bytes).unwrap_or_default()
+        self.words.word(id as u32)
     }
 
     pub fn counts(&self) -> &[u64] {
@@ -118,31 +172,23 @@ impl WordTable {
 
     /// The words from id `start` on, one a line: what a checkpoint appends to its words file.
     pub fn words_text(&self, start: usize) -> &[u8] {
-        &self.text[self.starts[start.min(self.len())]..]
+        &self.words.text[self.words.starts[start.min(self.len())]..]
     }
 
-    fn push(&mut self, word: &str) -> Result<u32> {
-        let id = self.len();
+    /// The id of `word`, added if new (and whether it was).
+    fn intern(&mut self, word: &str) -> Result<(u32, bool)> {
         // END_OF_DOCUMENT and the ids `encode` hands out provisionally stay above every word.
-        if id >= (u32::MAX / 2) as usize {
+        if self.len() >= (u32::MAX / 2) as usize {
             return Err(CssError::InvalidData(format!(
-                "more than {id} distinct words: the id cache holds at most that many"
+                "more than {} distinct words: the id cache holds at most that many",
+                self.len()
             )));
         }
-        let id = id as u32;
-        self.index.insert(word, id);
-        self.text.extend_from_slice(word.as_bytes());
-        self.text.push(b'\n');
-        self.starts.push(self.text.len());
-        self.counts.push(0);
-        Ok(id)
-    }
-
-    fn intern(&mut self, word: &str) -> Result<u32> {
-        match self.index.get(word) {
-            Some(id) => Ok(id),
-            None => self.push(word),
+        let (id, fresh) = self.words.intern(word);
+        if fresh {
+            self.counts.push(0);
         }
+        Ok((id, fresh))
     }
 
     /// Tokenizes `texts` into the id stream (each document's ids, then `END_OF_DOCUMENT`),
@@ -171,7 +217,7 @@ impl WordTable {
         let mut failed = None;
         for text in texts {
             for_each_token(text.as_ref(), |token| match self.intern(token) {
-                Ok(id) => stream.push(id),
+                Ok((id, _)) => stream.push(id),
                 Err(e) => failed = Some(e),
             });
             if let Some(e) = failed {
@@ -193,16 +239,14 @@ impl WordTable {
     ) -> Result<Vec<u32>> {
         let base = self.len() as u32;
         let table = &*self;
-        let mut parts: Vec<(Vec<u32>, NewWords)> = byte_balanced_chunks(texts, threads)
+        let mut parts: Vec<(Vec<u32>, Interner)> = byte_balanced_chunks(texts, threads)
             .into_par_iter()
             .map(|range| table.encode_run(&texts[range], base))
             .collect();
         let mut finals = Vec::with_capacity(parts.len());
         for (_, new) in &parts {
-            let ids = new
-                .words
-                .iter()
-                .map(|w| self.intern(w))
+            let ids = (0..new.len() as u32)
+                .map(|i| self.intern(new.word(i)).map(|(id, _)| id))
                 .collect::<Result<Vec<u32>>>()?;
             finals.push(ids);
         }
@@ -219,19 +263,15 @@ impl WordTable {
         Ok(parts.into_iter().flat_map(|(stream, _)| stream).collect())
     }
 
-    fn encode_run<S: AsRef<str>>(&self, texts: &[S], base: u32) -> (Vec<u32>, NewWords) {
+    fn encode_run<S: AsRef<str>>(&self, texts: &[S], base: u32) -> (Vec<u32>, Interner) {
         let mut stream = Vec::new();
-        let mut new = NewWords::default();
+        let mut new = Interner::default();
         for text in texts {
             for_each_token(text.as_ref(), |token| {
-                let id = self.index.get(token).unwrap_or_else(|| {
-                    new.index.get(token).unwrap_or_else(|| {
-                        let id = base + new.words.len() as u32;
-                        new.index.insert(token, id);
-                        new.words.push(token.to_string());
-                        id
-                    })
-                });
+                let id = match self.words.get(token) {
+                    Some(id) => id,
+                    None => base + new.intern(token).0,
+                };
                 stream.push(id);
             });
             stream.push(END_OF_DOCUMENT);
@@ -267,9 +307,12 @@ impl WordTable {
             .collect();
         let total: u64 = self.counts.iter().sum();
         let vocab = Vocabulary::from_frequent(kept, total, min_count, max_size)?;
-        let remap = (0..self.len())
-            .map(|i| vocab.word_to_id(self.word(i)).unwrap_or(DROPPED))
-            .collect();
+        let mut remap = vec![DROPPED; self.len()];
+        for (i, slot) in remap.iter_mut().enumerate() {
+            if self.counts[i] >= min_count {
+                *slot = vocab.word_to_id(self.word(i)).unwrap_or(DROPPED);
+            }
+        }
         Ok((vocab, remap))
     }
 }
