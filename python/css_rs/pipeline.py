@@ -250,6 +250,7 @@ class TrainStats(JsonRecord):
     corpus_documents: int = 0
     corpus_tokens: int = 0
     cache_bytes: int = 0  # the id cache phase 1 wrote (its words not included)
+    distinct_words: int = 0  # words the id cache numbered, rare ones included
     epoch_stats: list[dict[str, Any]] = field(default_factory=list)
     tokens_per_second: float = 0.0
 
@@ -818,6 +819,7 @@ class TrainingRun:
             + (f" ({format_count(dropped)} empty documents dropped)" if dropped else "")
         )
         self.train_stats.cache_bytes = self.cache.bytes
+        self.train_stats.distinct_words = self.cache.distinct_words
         if self.stream.tokens:
             self.out.ok(
                 f"Id cache: {self.cache.bytes / 1e6:.1f} MB, "
@@ -1027,6 +1029,7 @@ class TrainingRun:
                 "corpus_documents": t.corpus_documents,
                 "corpus_tokens": t.corpus_tokens,
                 "cache_bytes": t.cache_bytes,
+                "distinct_words": t.distinct_words,
                 "elapsed": result.elapsed,
                 "stream_seconds": s.seconds,
                 "convert_seconds": t.convert_seconds,
