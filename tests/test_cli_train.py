@@ -516,4 +516,6 @@ def test_the_id_cache_size_is_reported(tmp_path: Path) -> None:
     # 4 bytes a token plus 4 a document (its end marker).
     assert stats["cache_bytes"] == 4 * (stats["tokens"] + stats["documents"])
     per_token = stats["cache_bytes"] / stats["tokens"]
+    assert stats["distinct_words"] >= stats["vocabulary_size"] > 0
+    assert f"words of {stats['distinct_words']:,} distinct" in done.stdout
     assert f"{per_token:.2f} bytes a token" in done.stdout

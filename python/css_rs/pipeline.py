@@ -804,7 +804,8 @@ class TrainingRun:
                 "--min-word-freq or stream more documents"
             )
         self.out.ok(
-            f"Vocabulary built: {format_count(len(self.vocab))} words (min_word_freq "
+            f"Vocabulary built: {format_count(len(self.vocab))} words of "
+            f"{format_count(self.cache.distinct_words)} distinct (min_word_freq "
             f"{cfg.min_word_freq}, max_vocab_size {format_count(cfg.max_vocab_size)})"
         )
         self.corpus = self._encode_corpus(remap)
