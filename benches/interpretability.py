@@ -386,10 +386,11 @@ def _words_of(group: Any, k: int = SENSE_WORDS) -> list[str]:
 
 def reported_senses(model: CSSModel, word: str) -> tuple[list[list[str]], list[list[str]]]:
     """``(senses, peaks)``: the neighbour words of each sense the public API reports, and of
-    each peak. Fields used: ``css_rs.analysis.senses(model, word).senses`` (each sense's
-    ``members`` [(word, cosine)] or ``neighbours`` [words, or a method returning them]) and
-    ``.polysemy.peaks[i].neighbours`` [(word, score)]; without ``analysis.senses``,
-    ``model.polysemy(word)``, whose peaks then stand for the senses too."""
+    each peak. Fields used: ``model.polysemy(word).senses`` (each sense's ``members``
+    [(word, cosine)] or ``neighbours`` [words, or a method returning them]) and
+    ``.peaks[i].neighbours`` [(word, score)]. Older versions reported senses through
+    ``css_rs.analysis.senses(model, word)`` (peaks under ``.polysemy.peaks``), or none at all:
+    then the peaks stand for the senses too."""
     from css_rs import analysis
 
     if hasattr(analysis, "senses"):
@@ -398,8 +399,11 @@ def reported_senses(model: CSSModel, word: str) -> tuple[list[list[str]], list[l
         polysemy = getattr(report, "polysemy", None) or model.polysemy(word)
         peaks = [_words_of(p) for p in polysemy.peaks]
         return senses, peaks
-    peaks = [_words_of(p) for p in model.polysemy(word).peaks]
-    return peaks, peaks
+    report = model.polysemy(word)
+    peaks = [_words_of(p) for p in report.peaks]
+    if not hasattr(report, "senses"):
+        return peaks, peaks
+    return [_words_of(s) for s in report.senses], peaks
 
 
 class CueJudge:

@@ -1,5 +1,5 @@
 //! The crate's one error type. The binding module maps each variant to a Python
-//! exception in a single place (`bindings::to_py_err`), as polars does.
+//! exception in a single place (`bindings/errors.rs`: `From<CssError> for PyErr`), as polars does.
 
 use thiserror::Error;
 

@@ -4,6 +4,7 @@
 //! `cargo bench` run without an interpreter. The one PyO3 module, `bindings`, is compiled only
 //! with the `python` feature that maturin enables.
 
+pub mod distributed;
 pub mod error;
 pub mod kernels;
 pub mod queries;

@@ -1,5 +1,6 @@
-//! Queries on trained spectra: complex cosine, parallel top-k, peaks (polysemy), sense
-//! neighbours and semantic modes. All O(K) per pair or O(V·K) per scan, never O(D).
+//! Queries on trained spectra: complex cosine, parallel top-k, peaks and semantic modes. All
+//! O(K) per pair or O(V·K) per scan, never O(D). (A peak's sense neighbours and a word's
+//! senses are `senses`.)
 
 use crate::spectra::{Spectra, EMPTY};
 use rayon::prelude::*;
@@ -37,9 +38,26 @@ pub fn similarity(s: &Spectra, a: usize, b: usize) -> f32 {
     }
 }
 
+/// A score that ranks: float32 for the stored values, float64 for `most_similar`.
+trait Score: Copy + Send {
+    fn total_cmp(&self, other: &Self) -> std::cmp::Ordering;
+}
+
+impl Score for f32 {
+    fn total_cmp(&self, other: &Self) -> std::cmp::Ordering {
+        f32::total_cmp(self, other)
+    }
+}
+
+impl Score for f64 {
+    fn total_cmp(&self, other: &Self) -> std::cmp::Ordering {
+        f64::total_cmp(self, other)
+    }
+}
+
 /// Keeps the `k` best `(score, id)` pairs, best first (ties by id, so results are stable).
-fn top_k(mut scored: Vec<(f32, u32)>, k: usize) -> Vec<(u32, f32)> {
-    let cmp = |a: &(f32, u32), b: &(f32, u32)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
+fn top_k<T: Score>(mut scored: Vec<(T, u32)>, k: usize) -> Vec<(u32, T)> {
+    let cmp = |a: &(T, u32), b: &(T, u32)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
     if scored.len() > k && k > 0 {
         scored.select_nth_unstable_by(k - 1, cmp);
         scored.truncate(k);
@@ -58,6 +76,57 @@ pub fn similar(s: &Spectra, word: usize, k: usize) -> Vec<(u32, f32)> {
         .into_par_iter()
         .filter(|&w| w != word && s.norm[w] > 0.0)
         .map(|w| (similarity(s, word, w), w as u32))
+        .collect();
+    top_k(scored, k)
+}
+
+/// Word `w`'s entries as float64 complex values `(frequency, re, im)`, from the stored
+/// amplitudes and phases (float64 throughout, so that near-ties rank as in float64 numpy).
+fn values64(s: &Spectra, w: usize) -> impl Iterator<Item = (usize, f64, f64)> + '_ {
+    s.slots(w).filter(|&i| s.freq[i] != EMPTY).map(|i| {
+        let (a, ph) = (s.amp[i] as f64, s.phase[i] as f64);
+        (s.freq[i] as usize, a * ph.cos(), a * ph.sin())
+    })
+}
+
+/// gensim's `most_similar`: the `k` words nearest (complex cosine) to the sum of the unit
+/// spectra of `positive` minus those of `negative`, the query words excluded. The query is a
+/// dense vector of D values; each word is read over its K slots, O(V·K), never a V × D matrix.
+/// An empty word, or an empty query, scores 0.
+pub fn most_similar(
+    s: &Spectra,
+    positive: &[usize],
+    negative: &[usize],
+    k: usize,
+) -> Vec<(u32, f64)> {
+    let mut query = vec![(0.0f64, 0.0f64); s.frequency_dim];
+    for (words, sign) in [(positive, 1.0), (negative, -1.0)] {
+        for &w in words {
+            let norm = values64(s, w)
+                .map(|(_, r, i)| r * r + i * i)
+                .sum::<f64>()
+                .sqrt();
+            if norm > 0.0 {
+                for (f, r, i) in values64(s, w) {
+                    query[f].0 += sign * r / norm;
+                    query[f].1 += sign * i / norm;
+                }
+            }
+        }
+    }
+    let query_norm = query.iter().map(|(r, i)| r * r + i * i).sum::<f64>().sqrt();
+    let scored: Vec<(f64, u32)> = (0..s.vocab_size)
+        .into_par_iter()
+        .filter(|w| !positive.contains(w) && !negative.contains(w))
+        .map(|w| {
+            let (mut dot, mut norm2) = (0.0f64, 0.0f64);
+            for (f, r, i) in values64(s, w) {
+                dot += r * query[f].0 + i * query[f].1;
+                norm2 += r * r + i * i;
+            }
+            let norms = norm2.sqrt() * query_norm;
+            (if norms > 0.0 { dot / norms } else { 0.0 }, w as u32)
+        })
         .collect();
     top_k(scored, k)
 }
@@ -83,38 +152,6 @@ pub fn amplitude_at(s: &Spectra, word: usize, f: u16) -> f32 {
     s.slots(word)
         .find(|&i| s.freq[i] == f)
         .map_or(0.0, |i| s.amp[i])
-}
-
-/// The complex value of `word` at frequency `f` (0 if not active).
-fn value_at(s: &Spectra, word: usize, f: u16) -> (f32, f32) {
-    s.slots(word)
-        .find(|&i| s.freq[i] == f)
-        .map_or((0.0, 0.0), |i| (s.re[i], s.im[i]))
-}
-
-/// Sense neighbours of `word` through its peak frequency `f`: words whose own peaks include
-/// `f`, ranked by the phase-aligned product `Re(z_w(f) · conj z_u(f))` (the amplitude product
-/// times the cosine of the phase difference), among the words with a positive cosine with
-/// `word`. Clusters share frequencies and tell themselves apart by phase, so the amplitude
-/// product alone mixes senses; and a word whose other terms cancel this one is no neighbour.
-pub fn sense_neighbours(s: &Spectra, word: usize, f: u16, ratio: f32, k: usize) -> Vec<(u32, f32)> {
-    let (wr, wi) = value_at(s, word, f);
-    if wr == 0.0 && wi == 0.0 {
-        return Vec::new();
-    }
-    let scored: Vec<(f32, u32)> = (0..s.vocab_size)
-        .into_par_iter()
-        .filter(|&u| u != word)
-        .filter_map(|u| {
-            let r = s.slots(u);
-            let max = s.amp[r.clone()].iter().cloned().fold(0.0f32, f32::max);
-            let i = r.clone().find(|&i| s.freq[i] == f)?;
-            let score = wr * s.re[i] + wi * s.im[i];
-            let eligible = s.amp[i] >= ratio * max && score > 0.0 && inner(s, word, u) > 0.0;
-            eligible.then_some((score, u as u32))
-        })
-        .collect();
-    top_k(scored, k)
 }
 
 /// Semantic mode `f`: the `k` words with the largest amplitude at frequency `f`.
@@ -186,16 +223,22 @@ mod tests {
         assert_eq!(peaks(&s, 2, 0.25).len(), 1);
         assert_eq!(modes(&s, 3, 10), vec![(2, 1.0), (0, 0.5)]);
         assert_eq!(frequency_usage(&s)[1], 2);
-        assert_eq!(sense_neighbours(&s, 0, 1, 0.25, 5), vec![(1, 2.0)]);
-        // Opposite phase at the shared frequency: not a sense neighbour.
-        let opposite = Spectra::from_slots(
-            1,
-            4,
-            vec![2, 2],
-            vec![1.0, 1.0],
-            vec![0.0, std::f32::consts::PI],
-        )
-        .unwrap();
-        assert!(sense_neighbours(&opposite, 0, 2, 0.25, 5).is_empty());
+    }
+
+    #[test]
+    fn most_similar_combines_unit_spectra_and_excludes_the_query() {
+        let s = model();
+        // Word 0 alone: its own cosines, in float64, itself excluded; the empty word scores 0.
+        let alone = most_similar(&s, &[0], &[], 5);
+        let ids: Vec<u32> = alone.iter().map(|a| a.0).collect();
+        assert_eq!(ids, vec![1, 2, 3]);
+        assert!((alone[0].1 - similarity(&s, 0, 1) as f64).abs() < 1e-6);
+        assert_eq!(alone[2].1, 0.0);
+        // Word 0 minus word 1 (unit {1: 1}): the query is {1: 1/√1.25 - 1, 3: 0.5/√1.25}.
+        let (q1, q3) = (1.0 / 1.25f64.sqrt() - 1.0, 0.5 / 1.25f64.sqrt());
+        let minus = most_similar(&s, &[0], &[1], 1);
+        let expected = q3 / (1.01f64.sqrt() * (q1 * q1 + q3 * q3).sqrt());
+        assert_eq!(minus[0].0, 2);
+        assert!((minus[0].1 - expected).abs() < 1e-6);
     }
 }

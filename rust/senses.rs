@@ -21,7 +21,7 @@ use rayon::prelude::*;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ranking {
     /// The phase-aligned product `Re(z_w(f) · conj z_u(f))`, among the words with a positive
-    /// cosine with the word (as `queries::sense_neighbours`).
+    /// cosine with the word.
     Phase,
     /// The plain amplitude product (float32), for comparison.
     Amplitude,
@@ -60,6 +60,11 @@ pub struct SenseParams {
     pub modes: bool,
     /// ... unless two of its members came from one peak and it reaches this fraction.
     pub mode_share: f64,
+    /// Only the `vocabulary` most frequent words (ids `0..vocabulary`: ids run by descending
+    /// count) can be neighbours or sense members; `usize::MAX` for all. Rare words have noisy
+    /// spectra that land close to anything, and reading only their part of each column is
+    /// also most of the analysis's speed.
+    pub vocabulary: usize,
 }
 
 impl Default for SenseParams {
@@ -73,6 +78,7 @@ impl Default for SenseParams {
             min_share: 0.25,
             modes: true,
             mode_share: 0.2,
+            vocabulary: usize::MAX,
         }
     }
 }
@@ -93,6 +99,13 @@ impl SenseParams {
             return Err(CssError::invalid(
                 "neighbourhood",
                 self.neighbourhood,
+                "must be >= 2",
+            ));
+        }
+        if self.vocabulary < 2 {
+            return Err(CssError::invalid(
+                "vocabulary",
+                self.vocabulary,
                 "must be >= 2",
             ));
         }
@@ -150,6 +163,14 @@ struct Entry {
     amp: f32,
     re: f64,
     im: f64,
+}
+
+impl Entry {
+    /// The word's product with `(zr, zi)` at this column's frequency: `Re(z · conj e)`.
+    #[inline]
+    fn term(&self, zr: f64, zi: f64) -> f64 {
+        zr * self.re + zi * self.im
+    }
 }
 
 /// All active entries grouped by frequency (words ascending within a frequency), and each
@@ -228,6 +249,12 @@ impl FrequencyIndex {
     fn column(&self, f: u16) -> &[Entry] {
         &self.entries[self.starts[f as usize]..self.starts[f as usize + 1]]
     }
+
+    /// The entries of column `f` for words `0..limit` (words ascend within a column).
+    fn column_below(&self, f: u16, limit: usize) -> &[Entry] {
+        let column = self.column(f);
+        &column[..column.partition_point(|e| (e.word as usize) < limit)]
+    }
 }
 
 /// How many more sense-neighbour candidates than `k` the column pass keeps per peak, so that
@@ -241,6 +268,9 @@ const SPARE: usize = 4;
 struct Best {
     n: usize,
     items: Vec<(u32, f64)>,
+    /// The score a new id must reach to get in: -inf until the list is full, then the last
+    /// item's. Kept as a field because it is read for every offer, most of them rejected.
+    bar: f64,
 }
 
 fn better(a: (u32, f64), b: (u32, f64)) -> bool {
@@ -252,12 +282,17 @@ impl Best {
         Best {
             n,
             items: Vec::with_capacity(n + 1),
+            bar: if n == 0 {
+                f64::INFINITY
+            } else {
+                f64::NEG_INFINITY
+            },
         }
     }
 
-    /// The score a new id must reach to get in, once the list is full.
-    fn bar(&self) -> Option<f64> {
-        (self.items.len() == self.n).then(|| self.items.last().map_or(f64::INFINITY, |x| x.1))
+    /// Scores below this cannot get in (equal ones may, by id).
+    fn bar(&self) -> f64 {
+        self.bar
     }
 
     fn offer(&mut self, id: u32, score: f64) {
@@ -272,6 +307,9 @@ impl Best {
         }
         let at = self.items.partition_point(|&x| better(x, item));
         self.items.insert(at, item);
+        if self.items.len() == self.n {
+            self.bar = self.items[self.n - 1].1;
+        }
     }
 }
 
@@ -387,23 +425,26 @@ impl Analyzer<'_> {
     /// cosine check, which needs the finished sums. Reading the columns once matters: they
     /// are most of the work.
     fn scan_columns(&self, w: usize, peak_slots: &[usize], dots: &mut [f64]) -> Vec<Best> {
-        dots.fill(0.0);
+        let read = dots.len().min(self.params.vocabulary);
+        dots[..read].fill(0.0);
         let mut found: Vec<Best> = peak_slots
             .iter()
             .map(|_| Best::new(SPARE * self.params.k))
             .collect();
         for i in self.active(w) {
             let (zr, zi) = (self.index.re[i], self.index.im[i]);
-            let column = self.index.column(self.s.freq[i]);
+            let column = self
+                .index
+                .column_below(self.s.freq[i], self.params.vocabulary);
             match peak_slots.iter().position(|&p| p == i) {
                 None => {
                     for e in column {
-                        dots[e.word as usize] += zr * e.re + zi * e.im;
+                        dots[e.word as usize] += e.term(zr, zi);
                     }
                 }
                 Some(p) => {
                     for e in column {
-                        let term = zr * e.re + zi * e.im;
+                        let term = e.term(zr, zi);
                         dots[e.word as usize] += term;
                         self.offer_neighbour(w, i, e, term, &mut found[p]);
                     }
@@ -422,7 +463,7 @@ impl Analyzer<'_> {
         };
         // Anti-aligned words pull the inner product down: not neighbours. The score is
         // checked first: most words fall short of the list and never cost the random read.
-        if score <= 0.0 || best.bar().is_some_and(|bar| score < bar) {
+        if score <= 0.0 || score < best.bar() {
             return;
         }
         let u = e.word as usize;
@@ -439,16 +480,13 @@ impl Analyzer<'_> {
         if nw == 0.0 {
             return best.items;
         }
-        for (u, &dot) in dots.iter().enumerate() {
+        for (u, &dot) in dots.iter().enumerate().take(self.params.vocabulary) {
             if dot <= 0.0 || u == w {
                 continue;
             }
             // Most words fall short of the list: reject them with a multiplication (with a
             // margin far above rounding) before the exact division.
-            if best
-                .bar()
-                .is_some_and(|bar| dot < bar * nw * norm[u] * (1.0 - 1e-9))
-            {
+            if dot < best.bar() * nw * norm[u] * (1.0 - 1e-9) {
                 continue;
             }
             best.offer(u as u32, dot / (norm[u] * nw));
@@ -479,9 +517,12 @@ impl Analyzer<'_> {
         }
         let (zr, zi) = (self.index.re[slot], self.index.im[slot]);
         let mut best = Best::new(k);
-        for e in self.index.column(self.s.freq[slot]) {
+        for e in self
+            .index
+            .column_below(self.s.freq[slot], self.params.vocabulary)
+        {
             if dots[e.word as usize] > 0.0 {
-                self.offer_neighbour(w, slot, e, zr * e.re + zi * e.im, &mut best);
+                self.offer_neighbour(w, slot, e, e.term(zr, zi), &mut best);
             }
         }
         best.items
@@ -715,7 +756,7 @@ mod tests {
             best.offer(id, score);
         }
         assert_eq!(best.items, vec![(1, 2.0), (2, 1.0), (3, 1.0)]);
-        assert_eq!(best.bar(), Some(1.0));
+        assert_eq!(best.bar(), 1.0);
         let mut none = Best::new(0);
         none.offer(1, 1.0);
         assert!(none.items.is_empty());
@@ -861,13 +902,6 @@ mod tests {
         // Sense neighbours: the phase ranking skips word 11 (opposite phase, negative cosine).
         let neighbours: Vec<u32> = found.peaks[0].neighbours.iter().map(|n| n.0).collect();
         assert_eq!(neighbours, vec![1, 2, 3, 4]);
-        assert_eq!(
-            neighbours,
-            queries::sense_neighbours(&s, 0, 0, 0.25, 5)
-                .iter()
-                .map(|n| n.0)
-                .collect::<Vec<_>>()
-        );
     }
 
     #[test]
@@ -884,6 +918,36 @@ mod tests {
             .iter()
             .all(|&(u, _)| u <= 4 || u == 9));
         assert_eq!(found[1], WordSenses::default());
+    }
+
+    #[test]
+    fn words_past_the_vocabulary_limit_are_neither_neighbours_nor_members() {
+        let s = two_topics();
+        let all = SenseParams {
+            neighbourhood: 10,
+            ..SenseParams::default()
+        };
+        let limited = SenseParams {
+            vocabulary: 3,
+            ..all.clone()
+        };
+        let every = &analyse(&s, &all, &[0])[0];
+        let few = &analyse(&s, &limited, &[0])[0];
+        let ids = |w: &WordSenses| -> Vec<u32> {
+            let members = w.senses.iter().flat_map(|x| x.members.iter().map(|m| m.0));
+            let neighbours = w
+                .peaks
+                .iter()
+                .flat_map(|p| p.neighbours.iter().map(|n| n.0));
+            members.chain(neighbours).collect()
+        };
+        assert!(ids(every).iter().any(|&u| u >= 3));
+        assert!(!ids(few).is_empty() && ids(few).iter().all(|&u| u < 3));
+        let one = SenseParams {
+            vocabulary: 1,
+            ..all
+        };
+        assert!(one.validate().is_err());
     }
 
     #[test]

@@ -33,7 +33,7 @@ def peak_topics(report: css_rs.Polysemy, topics: tuple[str, str]) -> dict[str, l
 @pytest.mark.parametrize("word", sorted(POLYSEMOUS))
 def test_phase_ranking_finds_one_peak_per_planted_sense(model: CSSModel, word: str) -> None:
     topics = POLYSEMOUS[word]
-    report = analysis.polysemy(model, word)
+    report = model.polysemy(word)
     assert report.is_polysemous
     found = peak_topics(report, topics)
     assert all(found[t] for t in topics), (found, report)
@@ -50,32 +50,16 @@ def test_amplitude_ranking_mixes_the_senses_of_shared_frequencies() -> None:
     missed = [
         (word, topic)
         for word, topics in POLYSEMOUS.items()
-        for topic, peaks in peak_topics(
-            analysis.polysemy(model, word, rank="amplitude"), topics
-        ).items()
+        for topic, peaks in peak_topics(model.polysemy(word, rank="amplitude"), topics).items()
         if not peaks
     ]
     assert missed
 
 
-def test_phase_ranking_is_the_engines(model: CSSModel) -> None:
-    """CSSModel.polysemy (Rust, float32) ranks sense neighbours as analysis' phase ranking."""
-    for ratio, k in ((0.25, 5), (0.3, 7), (0.0, 3)):
-        analyzer = analysis.SenseAnalyzer(model, peak_ratio=ratio, k=k, rank="phase")
-        for word, mine in zip(model.words, analyzer.polysemy(list(range(len(model))))):
-            engine = model.polysemy(word, peak_ratio=ratio, k=k)
-            assert [p.frequency for p in mine.peaks] == [p.frequency for p in engine.peaks]
-            for a, b in zip(mine.peaks, engine.peaks):
-                assert [w for w, _ in a.neighbours] == [w for w, _ in b.neighbours], word
-                assert [s for _, s in a.neighbours] == pytest.approx(
-                    [s for _, s in b.neighbours], rel=1e-4
-                )
-
-
 def test_phase_neighbours_are_aligned_and_ranked(model: CSSModel) -> None:
     dense = model.to_dense().astype(np.complex128)
     wid = model.word_id("bank")
-    for peak in analysis.polysemy(model, "bank", k=8).peaks:
+    for peak in model.polysemy("bank", k=8).peaks:
         scores = [s for _, s in peak.neighbours]
         assert scores == sorted(scores, reverse=True) and all(s > 0 for s in scores)
         for word, score in peak.neighbours:
@@ -88,18 +72,18 @@ def test_phase_neighbours_are_aligned_and_ranked(model: CSSModel) -> None:
 
 def test_polysemy_rejects_bad_arguments(model: CSSModel) -> None:
     with pytest.raises(UnknownWordError) as err:
-        analysis.polysemy(model, "bnak")
+        model.polysemy("bnak")
     assert "bank" in err.value.suggestions
     with pytest.raises(ValueError, match="rank must be one of"):
-        analysis.polysemy(model, "bank", rank="loudest")  # type: ignore[arg-type]
+        model.polysemy("bank", rank="loudest")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="peak_ratio"):
-        analysis.polysemy(model, "bank", peak_ratio=1.5)
+        model.polysemy("bank", peak_ratio=1.5)
 
 
 # --- senses --------------------------------------------------------------------------------
 @pytest.mark.parametrize("word", sorted(POLYSEMOUS))
 def test_planted_words_have_two_senses_carried_by_their_peaks(model: CSSModel, word: str) -> None:
-    report = analysis.senses(model, word)
+    report = model.polysemy(word)
     assert report.is_polysemous and len(report.senses) == 2
     topics = {t for s in report.senses for t in POLYSEMOUS[word] if mostly(s.neighbours(10), t)}
     assert topics == set(POLYSEMOUS[word])
@@ -111,7 +95,7 @@ def test_planted_words_have_two_senses_carried_by_their_peaks(model: CSSModel, w
 
 @pytest.mark.parametrize("word", ["cat", "guitar", "money", "rain"])
 def test_ordinary_words_have_one_sense(model: CSSModel, word: str) -> None:
-    report = analysis.senses(model, word)
+    report = model.polysemy(word)
     assert len(report.senses) == 1 and report.balance == 0.0 and report.score == 0.0
     assert mostly(report.senses[0].neighbours(10), cluster_of(word) or "")
 
@@ -159,6 +143,19 @@ def test_senses_without_the_modes_draw_from_the_nearest_words_only(model: CSSMod
     report = analysis.SenseAnalyzer(model, modes=False).senses([model.word_id("bank")])[0]
     near = {w for w, _ in model.similar("bank", analysis.DEFAULT_NEIGHBOURHOOD)}
     assert report.senses and {w for s in report.senses for w, _ in s.members} <= near
+
+
+def test_rare_words_are_neither_neighbours_nor_sense_members(model: CSSModel) -> None:
+    counts = model.vocab.counts
+    floor = sorted(counts[w] for w in model.words)[len(model) // 2]  # half the words fall short
+    report = model.polysemy("bank", min_count=floor)
+    words = [w for s in report.senses for w, _ in s.members]
+    words += [w for p in report.peaks for w, _ in p.neighbours]
+    assert words and all(counts[w] >= floor for w in words)
+    everyone = model.polysemy("bank", min_count=0)
+    assert any(counts[w] < floor for p in everyone.peaks for w, _ in p.neighbours)
+    with pytest.raises(ValueError, match="min_count"):
+        model.polysemy("bank", min_count=-1)
 
 
 def test_sense_settings_are_checked_by_the_engine() -> None:
@@ -338,6 +335,7 @@ def assert_drawn(path: Path, min_height: int) -> None:
     assert len(np.unique(rgb.reshape(-1, 3), axis=0)) > 50  # colours: the phase colormap
 
 
+@pytest.mark.slow
 def test_plot_spectra_draws_one_panel_per_word(model: CSSModel, tmp_path: Path) -> None:
     one = analysis.plot_spectra(model, ["bank"], tmp_path / "one.png")
     three = analysis.plot_spectra(model, ["bank", "bat", "cat"], tmp_path / "three.png")
@@ -346,6 +344,7 @@ def test_plot_spectra_draws_one_panel_per_word(model: CSSModel, tmp_path: Path) 
     assert read_png(three).shape[0] > read_png(one).shape[0]
 
 
+@pytest.mark.slow
 def test_plot_overview(model: CSSModel, tmp_path: Path) -> None:
     assert_drawn(analysis.plot_overview(model, tmp_path / "overview.png"), 500)
 

@@ -79,6 +79,7 @@ JSON = st.one_of(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data(), value=JSON)
 def test_fuzzed_manifest_resumes_or_is_refused_in_one_line(

@@ -143,7 +143,7 @@ def test_polysemy_of_a_planted_word_shows_both_senses(model_path: Path, word: st
 
 
 def test_polysemy_default_ranking_is_the_python_api(model: CSSModel, model_path: Path) -> None:
-    out = run_json("polysemy", model_path, "bank", "-k", 4)
+    out = run_json("polysemy", model_path, "bank", "--neighbours", 4)
     expected = model.polysemy("bank", k=4)
     got = [(p["frequency"], p["amplitude"], p["phase"]) for p in out["peaks"]]
     assert got == [(p.frequency, p.amplitude, p.phase) for p in expected.peaks]
@@ -152,7 +152,7 @@ def test_polysemy_default_ranking_is_the_python_api(model: CSSModel, model_path:
         assert [n["score"] for n in peak["neighbours"]] == pytest.approx(
             [s for _, s in ref.neighbours], rel=1e-4
         )
-    amplitude = run_json("polysemy", model_path, "bank", "--rank", "amplitude", "-k", 4)
+    amplitude = run_json("polysemy", model_path, "bank", "--rank", "amplitude", "--neighbours", 4)
     assert [p["frequency"] for p in amplitude["peaks"]] == [p.frequency for p in expected.peaks]
 
 
@@ -164,6 +164,7 @@ def test_polysemy_ranking(model_path: Path) -> None:
     lines = [line.split() for line in text.splitlines()]
     ranked = [cols[1] for cols in lines if cols and cols[0].isdigit()]
     assert set(ranked[:2]) == set(POLYSEMOUS) and len(ranked) == 3
+    assert run_json("polysemy", model_path, "-k", 2)["words"] == out["words"][:2]
     few = run_json("polysemy", model_path, "--among", 5)
     assert few["among"] == 5 and all(w["word"] not in POLYSEMOUS for w in few["words"])
 
@@ -172,6 +173,87 @@ def test_polysemy_rejects_bad_options(model_path: Path) -> None:
     assert run("polysemy", model_path, "--rank", "loudest").exit_code == 2
     assert run("polysemy", model_path, "--peak-ratio", "2").exit_code == 2
     assert run("polysemy", model_path, "--top", "0").exit_code == 2
+
+
+# --- help ----------------------------------------------------------------------------------
+QUERY_USAGE = {
+    "info": "[MODEL]",
+    "spectrum": "[MODEL] WORD",
+    "similar": "[MODEL] WORD",
+    "polysemy": "[MODEL] [WORD]",
+    "modes": "[MODEL] [FREQ]",
+    "eval": "[MODEL] PAIRS_FILE...",
+    "export": "[MODEL] OUT",
+    "plot": "[MODEL] [WORD]...",
+}
+
+
+@pytest.mark.parametrize("command", [*QUERY_USAGE, "train", "config show", "config init"])
+def test_help_is_plain_and_fits_80_columns(command: str) -> None:
+    """Arguments read as in the design (MODEL, [WORD]), types as metavars, no boxes."""
+    result = runner.invoke(app, [*command.split(), "--help"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0
+    text = result.stdout
+    usage = text.splitlines()[0]
+    assert usage.startswith(f"Usage: css-rs {command} [OPTIONS]")
+    if command in QUERY_USAGE:
+        assert usage.endswith(QUERY_USAGE[command])
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert not any(mark in text for mark in ("{MODEL}", "<bool>", "<int", "<path>", "╭"))
+
+
+# --- MODEL left out --------------------------------------------------------------------------
+@pytest.fixture
+def trained_here(model_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A working folder where `css-rs train` left its model (models/css_model.json)."""
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "css_model.json").write_bytes(model_path.read_bytes())
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CSS_RS_MODEL_PATH", raising=False)
+    monkeypatch.delenv("CSS_RS_CONFIG", raising=False)
+    return tmp_path
+
+
+def test_query_commands_read_the_model_train_writes(trained_here: Path, model: CSSModel) -> None:
+    assert run_json("info")["vocab_size"] == len(model)
+    listed = run_json("similar", "cat", "-k", 3)["similar"]
+    assert [w["word"] for w in listed] == [w for w, _ in model.similar("cat", 3)]
+    assert run_json("spectrum", "bank")["word"] == "bank"
+    assert run_json("polysemy", "bank")["word"] == "bank"
+    assert len(run_json("polysemy", "-k", 2)["words"]) == 2
+    assert run_json("modes", "6", "--top", 2)["frequency"] == 6
+    assert run("export", "vectors.txt", "--format", "word2vec").exit_code == 0
+    assert (trained_here / "vectors.txt").is_file()
+    (trained_here / "pairs.tsv").write_text("cat\tdog\t9\ncat\tpiano\t1\nrain\tsnow\t7\n")
+    assert run_json("eval", "pairs.tsv")[0]["pairs_used"] == 3
+
+
+def test_a_given_model_still_comes_first(trained_here: Path, model_path: Path) -> None:
+    assert run_json("similar", model_path, "cat", "-k", 2)["word"] == "cat"
+    # A word-like argument that names a file is the model, not a word.
+    (trained_here / "mymodel").write_bytes(model_path.read_bytes())
+    assert run_json("polysemy", "mymodel", "bank")["word"] == "bank"
+    result = run("similar", "cat", "dog")  # two words: the second is one too many
+    assert result.exit_code == 2 and "unexpected extra argument" in result.stderr
+
+
+def test_the_default_model_follows_the_settings(
+    trained_here: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (trained_here / "models" / "css_model.json").rename(trained_here / "elsewhere.json")
+    missing = run("info")
+    assert missing.exit_code == 2 and "models/css_model.json" in missing.stderr
+    monkeypatch.setenv("CSS_RS_MODEL_PATH", "elsewhere.json")
+    assert run("info").exit_code == 0
+    monkeypatch.delenv("CSS_RS_MODEL_PATH")
+    (trained_here / "css-rs.toml").write_text('[checkpoint]\nmodel_path = "elsewhere.json"\n')
+    assert run("similar", "cat").exit_code == 0
+
+
+def test_k_is_the_number_of_words_everywhere() -> None:
+    for command in ("spectrum", "similar", "polysemy", "modes"):
+        text = runner.invoke(app, [command, "--help"], env={"COLUMNS": "80"}).stdout
+        assert "-k, --top N" in text, command
 
 
 # --- modes ---------------------------------------------------------------------------------

@@ -217,6 +217,7 @@ def test_resume_command_drops_fresh(tmp_path: Path) -> None:
 # --- SIGKILL ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_killed_at_ten_random_moments_still_gives_the_same_model(
     tmp_path: Path, reference: dict[str, Any]
 ) -> None:

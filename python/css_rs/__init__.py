@@ -13,9 +13,10 @@ from css_rs import (
     synthetic,
 )
 from css_rs._core import Tokenizer, Vocabulary, __version__
+from css_rs.analysis import Polysemy
 from css_rs.config import TrainConfig
 from css_rs.errors import CssRsError, InputError
-from css_rs.model import CSSModel, PairsEvaluation, Polysemy, UnknownWordError, load
+from css_rs.model import CSSModel, PairsEvaluation, UnknownWordError, load
 from css_rs.training import Progress, Trainer, TrainingState, train
 
 __all__ = [

@@ -13,10 +13,10 @@ at different phases (on the synthetic corpus a handful of frequencies is used by
 so the amplitude product ranks unrelated words as highly as related ones. The natural complex
 generalisation is the *phase-aligned* product ``Re(z_w * conj(z_u))`` at that frequency
 (= amplitude product x cos of the phase difference): it is exactly that frequency's
-contribution to the inner product behind the complex cosine. ``rank="phase"`` (the default
-here, and the engine's: ``CSSModel.polysemy``) uses it, among the words whose cosine with
-``w`` is positive (a single term can be large for a word whose other terms cancel it);
-``rank="amplitude"`` is the plain amplitude product, for comparison.
+contribution to the inner product behind the complex cosine. ``rank="phase"`` (the default)
+uses it, among the words whose cosine with ``w`` is positive (a single term can be large for a
+word whose other terms cancel it); ``rank="amplitude"`` is the plain amplitude product, for
+comparison.
 
 Senses
 ------
@@ -25,8 +25,10 @@ at a cluster the word as a whole is unrelated to, and counting peaks says little
 frequencies shared by all words, nearly every word has five or more peaks. A word's *senses* are
 therefore found where its similarity is clean, in its nearest neighbours: groups of neighbours
 that are close to each other (``SenseAnalyzer``); each peak is attached to the sense it carries.
-``most_polysemous`` ranks words by the similarity mass of their second sense, which is high
-only for words close to two groups of words at once.
+A word is *polysemous* when it has two or more senses. ``CSSModel.polysemy(word)`` reports one
+word (a ``Polysemy``: peaks and senses); ``most_polysemous`` ranks words by the similarity mass
+of their second sense, which is high only for words close to two groups of words at once.
+Everything is computed in Rust (``rust/senses.rs``, ``rust/queries.rs``).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ import io
 import math
 import os
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal, Optional
 
@@ -45,7 +47,6 @@ import orjson
 
 from css_rs import _core
 from css_rs.errors import CssRsError, InputError
-from css_rs.model import DEFAULT_PEAK_RATIO, Peak, Polysemy
 from css_rs.persistence import (
     EMPTY_FREQUENCY,
     atomic_writer,
@@ -63,12 +64,19 @@ EXPORT_FORMATS: tuple[str, ...] = ("word2vec", "word2vec-binary", "npy", "npz")
 PLOT_INSTALL_HINT = "pip install 'css-rs[plot]'"
 PHASE_COLORMAP = "twilight"  # cyclic: phases -pi and pi get the same colour
 
+# A peak is an entry with at least this fraction of the word's strongest amplitude.
+DEFAULT_PEAK_RATIO = 0.25
 # Senses are drawn from this many nearest neighbours of a word.
 DEFAULT_NEIGHBOURHOOD = 20
 # Neighbours are one sense when their mean mutual cosine is at least this fraction of the word's
 # mean cosine with them: one sense's neighbours are about as close to each other as to the word
 # (0.9 vs 0.6 for 'bank' on the synthetic corpus), two senses' are not (-0.1).
 DEFAULT_MERGE_RATIO = 0.5
+# Words seen fewer times are neither neighbours nor sense members: their few updates leave
+# noisy spectra that land near anything. On gcide (38 K words, 3 models) a floor of 12 found
+# both senses of 14.3 of 43 ambiguous words instead of 10.3, and split 3.7 of 16 unambiguous
+# controls instead of 5.0 (docs/sparse-supports.md has the frontier).
+DEFAULT_SENSE_MIN_COUNT = 12
 # A group of neighbours lighter than this fraction of the heaviest is noise, not a sense...
 DEFAULT_MIN_SHARE = 0.25
 # ... unless two of its words came from one of the word's peaks and it reaches this fraction.
@@ -84,43 +92,17 @@ class MissingDependencyError(CssRsError):
     """An optional dependency (an extra) is not installed."""
 
 
-# --- the model's entries, grouped by frequency ---------------------------------------------
-class FrequencyIndex:
-    """All active entries of a model grouped by frequency (an inverted index), built once with
-    numpy from ``slot_arrays``: the base of ``frequency_summaries``. (The sense analysis has
-    its own, in Rust: ``rust/senses.rs``.)"""
-
-    def __init__(self, model: CSSModel) -> None:
-        freq, amp, _ = model.slot_arrays()
-        active = freq != EMPTY_FREQUENCY
-        rows, cols = np.nonzero(active)
-        entry_freq = freq[rows, cols].astype(np.int64)
-        order = np.argsort(entry_freq, kind="stable")  # rows stay ascending within a frequency
-        self.words = rows[order]
-        # float32, as the engine's amplitudes, so that rankings break ties the same way.
-        self.amplitudes = amp[rows, cols][order].astype(np.float32)
-        counts = np.bincount(entry_freq, minlength=model.frequency_dim)
-        self.starts = np.concatenate([[0], np.cumsum(counts)])
-
-    def column(self, f: int) -> tuple[np.ndarray, np.ndarray]:
-        """``(word ids, amplitudes)`` of the words that use frequency ``f``."""
-        sl = slice(int(self.starts[f]), int(self.starts[f + 1]))
-        return self.words[sl], self.amplitudes[sl]
-
-
-def _top_scores(ids: np.ndarray, scores: np.ndarray, k: int) -> list[tuple[int, float]]:
-    """The ``k`` best finite scores as ``(id, score)``, best first, ties by smaller id."""
-    finite = np.isfinite(scores)
-    ids, scores = ids[finite], scores[finite]
-    if len(scores) > k:
-        cut = np.partition(scores, len(scores) - k)[len(scores) - k]
-        keep = scores >= cut  # ties at the cut are kept, then sorted by id below
-        ids, scores = ids[keep], scores[keep]
-    order = np.lexsort((ids, -scores))[:k]
-    return [(int(ids[i]), float(scores[i])) for i in order]
-
-
 # --- senses and polysemy -------------------------------------------------------------------
+@dataclass(frozen=True)
+class Peak:
+    """One peak of a word's spectrum and the words that share it (its sense neighbours)."""
+
+    frequency: int
+    amplitude: float
+    phase: float
+    neighbours: list[tuple[str, float]] = field(default_factory=list)
+
+
 @dataclass(frozen=True)
 class Sense:
     """A group of the word's nearest neighbours that are close to each other, and the peaks
@@ -150,17 +132,20 @@ class Sense:
 
 
 @dataclass(frozen=True)
-class SenseReport:
-    """A word's peaks (with their sense neighbours) and its senses."""
+class Polysemy:
+    """A word's peaks (with their sense neighbours) and its senses: what
+    ``CSSModel.polysemy`` and ``most_polysemous`` report."""
 
     word: str
-    count: int  # the word's corpus count
-    polysemy: Polysemy
-    senses: list[Sense]  # heaviest first
-    neighbourhood: int  # how many nearest neighbours the senses were drawn from
+    peaks: list[Peak]  # strongest first
+    senses: list[Sense] = field(default_factory=list)  # heaviest first
+    count: int = 0  # the word's corpus count
+    neighbourhood: int = DEFAULT_NEIGHBOURHOOD  # nearest words the senses were drawn from
 
     @property
     def is_polysemous(self) -> bool:
+        """Two or more senses. (Not two or more peaks, ALGORITHM.md's first reading: on trained
+        models nearly every word has several peaks; ``len(peaks)`` counts them.)"""
         return len(self.senses) >= 2
 
     @property
@@ -193,7 +178,7 @@ class SenseReport:
             "is_polysemous": self.is_polysemous,
             "balance": self.balance,
             "score": self.score,
-            "peaks": [{**peak_to_dict(p), "sense": self.sense_of(p)} for p in self.polysemy.peaks],
+            "peaks": [{**peak_to_dict(p), "sense": self.sense_of(p)} for p in self.peaks],
             "senses": [s.to_dict() for s in self.senses],
         }
 
@@ -234,17 +219,21 @@ class SenseAnalyzer:
         min_share: float = DEFAULT_MIN_SHARE,
         modes: bool = True,
         mode_share: float = DEFAULT_MODE_SHARE,
+        min_count: int = DEFAULT_SENSE_MIN_COUNT,
     ) -> None:
         if rank not in RANKINGS:
             raise ValueError(f"rank must be one of {', '.join(RANKINGS)}, got {rank!r}")
         if not 0.0 <= peak_ratio <= 1.0:
             raise ValueError(f"peak_ratio must be in 0..1, got {peak_ratio}")
+        if min_count < 0:
+            raise ValueError(f"min_count must be >= 0, got {min_count}")
         if k < 1 or neighbourhood < 2:
             raise ValueError(f"need k >= 1 and neighbourhood >= 2, got {k} and {neighbourhood}")
         self.model = model
         self.peak_ratio, self.k, self.rank = peak_ratio, k, rank
         self.neighbourhood, self.merge_ratio, self.min_share = neighbourhood, merge_ratio, min_share
         self.modes, self.mode_share = modes, mode_share
+        self.min_count = min_count
         self._settings = _core.SenseSettings(
             peak_ratio=peak_ratio,
             k=k,
@@ -254,13 +243,10 @@ class SenseAnalyzer:
             min_share=min_share,
             modes=modes,
             mode_share=mode_share,
+            vocabulary=_seen_at_least(model, min_count),
         )
 
-    def polysemy(self, word_ids: Sequence[int]) -> list[Polysemy]:
-        """Peaks and their sense neighbours for each word."""
-        return [r.polysemy for r in self.senses(word_ids)]
-
-    def senses(self, word_ids: Sequence[int]) -> list[SenseReport]:
+    def senses(self, word_ids: Sequence[int]) -> list[Polysemy]:
         """Peaks, sense neighbours and senses for each word (computed in Rust, in parallel
         over the words, with the GIL released)."""
         words, counts = self.model.words, self.model.vocab.counts
@@ -276,11 +262,7 @@ class SenseAnalyzer:
                 for members, carried in raw_senses
             ]
             word = words[w]
-            reports.append(
-                SenseReport(
-                    word, counts.get(word, 0), Polysemy(word, peaks), senses, self.neighbourhood
-                )
-            )
+            reports.append(Polysemy(word, peaks, senses, counts.get(word, 0), self.neighbourhood))
         return reports
 
     def sense_weights(
@@ -302,36 +284,15 @@ class SenseAnalyzer:
         return out
 
 
-def polysemy(
-    model: CSSModel,
-    word: str,
-    *,
-    peak_ratio: float = DEFAULT_PEAK_RATIO,
-    k: int = 5,
-    rank: Ranking = "phase",
-) -> Polysemy:
-    """``CSSModel.polysemy`` with a choice of sense-neighbour ranking: ``"phase"`` (the
-    phase-aligned product, as ``CSSModel.polysemy``) or ``"amplitude"`` (the amplitude
-    product). Unknown words raise UnknownWordError."""
-    wid = model.word_id(word)
-    return SenseAnalyzer(model, peak_ratio=peak_ratio, k=k, rank=rank).polysemy([wid])[0]
-
-
-def senses(
-    model: CSSModel,
-    word: str,
-    *,
-    peak_ratio: float = DEFAULT_PEAK_RATIO,
-    k: int = 5,
-    rank: Ranking = "phase",
-    neighbourhood: int = DEFAULT_NEIGHBOURHOOD,
-) -> SenseReport:
-    """The peaks of ``word`` with their sense neighbours, and its senses."""
-    wid = model.word_id(word)
-    analyzer = SenseAnalyzer(
-        model, peak_ratio=peak_ratio, k=k, rank=rank, neighbourhood=neighbourhood
-    )
-    return analyzer.senses([wid])[0]
+def _seen_at_least(model: CSSModel, min_count: int) -> Optional[int]:
+    """How many words, from id 0, were seen at least ``min_count`` times (ids run by
+    descending count); None when every word was (or the model carries no counts), and never
+    fewer than 2 (a sense needs two words)."""
+    counts = model.vocab.counts
+    seen = np.array([counts[w] for w in model.words], dtype=np.int64)
+    if min_count <= 1 or not seen.any() or seen.min() >= min_count:
+        return None
+    return max(2, int(np.argmax(seen < min_count)))
 
 
 def most_polysemous(
@@ -343,23 +304,29 @@ def most_polysemous(
     k: int = 5,
     rank: Ranking = "phase",
     neighbourhood: int = DEFAULT_NEIGHBOURHOOD,
+    min_count: int = DEFAULT_SENSE_MIN_COUNT,
     progress: Optional[ProgressCallback] = None,
-) -> list[SenseReport]:
+) -> list[Polysemy]:
     """The ``top`` most polysemous of the ``among`` most frequent words (rare words have noisy
-    spectra): words with two or more senses, by ``SenseReport.score`` (the second sense's
+    spectra): words with two or more senses, by ``Polysemy.score`` (the second sense's
     similarity mass: balance and strength together), then number of senses. ``progress(done,
     total)`` follows the scan of the ``among`` words."""
     if top < 0 or among < 0:
         raise ValueError("top and among must not be negative")
     candidates = list(range(min(among, len(model))))  # ids are in order of descending count
     analyzer = SenseAnalyzer(
-        model, peak_ratio=peak_ratio, k=k, rank=rank, neighbourhood=neighbourhood
+        model,
+        peak_ratio=peak_ratio,
+        k=k,
+        rank=rank,
+        neighbourhood=neighbourhood,
+        min_count=min_count,
     )
     # Ranked on the weights alone; reports are built for the winners only. (Candidates are
     # the ids 0..n-1, so weights[w] is word w's.)
     weights = analyzer.sense_weights(candidates, progress)
     ranked = [w for w in candidates if len(weights[w]) >= 2]
-    # The score is SenseReport.score: the second sense's weight per neighbour.
+    # The score is Polysemy.score: the second sense's weight per neighbour.
     ranked.sort(key=lambda w: (-(weights[w][1] / neighbourhood), -len(weights[w])))
     return analyzer.senses(ranked[:top])
 
@@ -382,15 +349,13 @@ class FrequencySummary:
 
 
 def frequency_summaries(model: CSSModel, k: int = 5) -> list[FrequencySummary]:
-    """A summary of every frequency 0..D-1 (unused ones have ``words == 0``)."""
-    index = FrequencyIndex(model)
-    words = model.words
-    out = []
-    for f in range(model.frequency_dim):
-        users, amps = index.column(f)
-        best = _top_scores(users, amps.astype(np.float64), k)
-        out.append(FrequencySummary(f, len(users), [(words[w], a) for w, a in best]))
-    return out
+    """A summary of every frequency 0..D-1 (unused ones have ``words == 0``): its users
+    (``CSSModel.frequency_usage``) and its mode (``CSSModel.modes``)."""
+    usage = model.frequency_usage()
+    return [
+        FrequencySummary(f, int(usage[f]), model.modes(f, k) if usage[f] else [])
+        for f in range(model.frequency_dim)
+    ]
 
 
 def active_histogram(model: CSSModel) -> np.ndarray:

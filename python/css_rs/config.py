@@ -236,6 +236,27 @@ class TrainConfig:
     threads: int = _setting("training", 0, _int_range(0, 1024), "worker threads (0: all cores)")
     seed: int = _setting("training", 1, _int_range(0, 2**63 - 1), "random seed")
 
+    # --- distributed training (issue 16) -------------------------------------------------
+    engine: str = _setting(
+        "distributed", "local", _choice("local", "ray"), "where training runs (ray: a Ray cluster)"
+    )
+    ray_address: str = _setting(
+        "distributed", "local", _is_str, "Ray cluster: local (start one), auto, or an address"
+    )
+    workers: int = _setting("distributed", 2, _int_range(1, 100000), "workers of a Ray run")
+    threads_per_worker: int = _setting(
+        "distributed", 1, _int_range(1, 1024), "training threads of each Ray worker"
+    )
+    round_tokens: int = _setting(
+        "distributed", 2_000_000, _int_range(1), "tokens each worker trains per round"
+    )
+    round_timeout_seconds: float = _setting(
+        "distributed",
+        0.0,
+        _float_range(0.0),
+        "a worker's round taking longer is restarted and run again (0: no limit)",
+    )
+
     # --- checkpointing and output --------------------------------------------------------
     save_checkpoint_every: int = _setting(
         "checkpoint", 20, _int_range(1), "batches between checkpoints while streaming"
@@ -359,6 +380,14 @@ RESERVED_ENV_PREFIXES = ("CSS_RS_TEST_",)
 # Settings that may differ between a checkpoint and the run resuming it: they change where files
 # go, where data is fetched from or how often checkpoints are written, never what is computed.
 # (``threads`` is not one of them: the engine's TrainingState is tied to its thread count.)
+DISTRIBUTED_SETTINGS = (
+    "engine",
+    "ray_address",
+    "workers",
+    "threads_per_worker",
+    "round_tokens",
+    "round_timeout_seconds",
+)
 RESUME_NEUTRAL = frozenset(
     {
         "datasets_server_endpoint",
@@ -371,6 +400,9 @@ RESUME_NEUTRAL = frozenset(
         "cache_dir",
         "model_path",
         "keep_backups",
+        # The local pipeline never reads [distributed] (a distributed run has its own
+        # checkpoint): a local checkpoint made before these settings existed still resumes.
+        *DISTRIBUTED_SETTINGS,
     }
 )
 

@@ -7,7 +7,7 @@ import difflib
 import math
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
@@ -15,6 +15,14 @@ import numpy as np
 
 from css_rs import _core
 from css_rs._core import Vocabulary
+from css_rs.analysis import (
+    DEFAULT_NEIGHBOURHOOD,
+    DEFAULT_PEAK_RATIO,
+    DEFAULT_SENSE_MIN_COUNT,
+    Polysemy,
+    Ranking,
+    SenseAnalyzer,
+)
 from css_rs.config import TrainConfig
 from css_rs.errors import InputError
 from css_rs.persistence import (
@@ -24,8 +32,6 @@ from css_rs.persistence import (
     decode_model,
     encode_model,
 )
-
-DEFAULT_PEAK_RATIO = 0.25
 
 
 class UnknownWordError(InputError, KeyError):
@@ -39,33 +45,6 @@ class UnknownWordError(InputError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0])
-
-
-@dataclass(frozen=True)
-class Peak:
-    """One peak of a word's spectrum and the words that share it (its sense neighbours)."""
-
-    frequency: int
-    amplitude: float
-    phase: float
-    neighbours: list[tuple[str, float]] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class Polysemy:
-    word: str
-    peaks: list[Peak]
-
-    @property
-    def is_polysemous(self) -> bool:
-        return len(self.peaks) >= 2
-
-    @property
-    def balance(self) -> float:
-        """Second-strongest peak over the strongest (1.0: two equal senses; 0: one sense)."""
-        if len(self.peaks) < 2:
-            return 0.0
-        return self.peaks[1].amplitude / self.peaks[0].amplitude
 
 
 @dataclass(frozen=True)
@@ -218,49 +197,49 @@ class CSSModel:
         negative: Optional[str | list[str]] = None,
         topn: int = 10,
     ) -> list[tuple[str, float]]:
-        """gensim's ``most_similar``: the words closest to the mean of the unit-normalised
+        """gensim's ``most_similar``: the words closest to the sum of the unit-normalised
         spectra of ``positive`` minus those of ``negative`` (``king - man + woman``), query
-        words excluded. Computed over the K slots of every word, O(V·K), never a V x D matrix.
-        """
+        words excluded; in Rust, over the K slots of every word, never a V x D matrix."""
         pos = [positive] if isinstance(positive, str) else list(positive or [])
         neg = [negative] if isinstance(negative, str) else list(negative or [])
         if not pos and not neg:
             raise ValueError("most_similar needs at least one positive or negative word")
         if len(pos) == 1 and not neg:
             return self.similar(pos[0], topn)
-        freqs, values = self._slot_values()
-        query = np.zeros(self.frequency_dim, dtype=np.complex128)
-        for words, sign in ((pos, 1.0), (neg, -1.0)):
-            for word in words:
-                query += sign * _unit_dense(freqs, values, self.word_id(word), self.frequency_dim)
-        scores = _cosines_with(freqs, values, query)
-        for word in pos + neg:
-            scores[self.word_id(word)] = -np.inf
-        top = np.argsort(-scores, kind="stable")[: max(topn, 0)]
+        pos_ids = [self.word_id(w) for w in pos]
+        neg_ids = [self.word_id(w) for w in neg]
         words = self.words
-        return [(words[i], float(scores[i])) for i in top if np.isfinite(scores[i])]
-
-    def _slot_values(self) -> tuple[np.ndarray, np.ndarray]:
-        """Frequencies (V, K; unused slots point at 0 with value 0) and complex values."""
-        freq, amp, phase = self.slot_arrays()
-        used = freq != EMPTY_FREQUENCY
-        values = np.where(used, amp * np.exp(1j * phase.astype(np.float64)), 0)
-        return np.where(used, freq, 0).astype(np.intp), values
+        found = self._spectra.most_similar(pos_ids, neg_ids, self._count(topn))
+        return [(words[i], float(s)) for i, s in found]
 
     def polysemy(
-        self, word: str, *, peak_ratio: float = DEFAULT_PEAK_RATIO, k: int = 5
+        self,
+        word: str,
+        *,
+        peak_ratio: float = DEFAULT_PEAK_RATIO,
+        k: int = 5,
+        rank: Ranking = "phase",
+        neighbourhood: int = DEFAULT_NEIGHBOURHOOD,
+        min_count: int = DEFAULT_SENSE_MIN_COUNT,
     ) -> Polysemy:
-        """The peaks of ``word`` (entries >= ``peak_ratio`` x its strongest) and, for each, its
-        ``k`` sense neighbours: words whose own peaks include that frequency, ranked by the
-        phase-aligned product ``Re(z_w conj z_u)`` there, among words with a positive cosine
-        with ``word`` (clusters share frequencies and differ by phase)."""
+        """The peaks of ``word`` (entries >= ``peak_ratio`` x its strongest), each with its
+        ``k`` sense neighbours, and its senses: groups of its ``neighbourhood`` nearest words
+        and of its peaks' sense neighbours (``css_rs.analysis.SenseAnalyzer``, in Rust).
+        Sense neighbours are ranked by the phase-aligned product ``Re(z_w conj z_u)`` among
+        words with a positive cosine with ``word`` (clusters share frequencies and differ by
+        phase), or with ``rank="amplitude"`` by the amplitude product. Words seen fewer than
+        ``min_count`` times are neither neighbours nor sense members (their spectra are noisy).
+        Unknown words raise UnknownWordError."""
         wid = self.word_id(word)
-        words = self.words
-        peaks = []
-        for f, a, ph in self._spectra.peaks(wid, peak_ratio):
-            neighbours = self._spectra.sense_neighbours(wid, f, peak_ratio, self._count(k))
-            peaks.append(Peak(int(f), float(a), float(ph), [(words[i], s) for i, s in neighbours]))
-        return Polysemy(word, peaks)
+        analyzer = SenseAnalyzer(
+            self,
+            peak_ratio=peak_ratio,
+            k=min(k, len(self)) if k > 0 else k,
+            rank=rank,
+            neighbourhood=neighbourhood,
+            min_count=min_count,
+        )
+        return analyzer.senses([wid])[0]
 
     def modes(self, freq: int, k: int = 10) -> list[tuple[str, float]]:
         """Semantic mode ``freq``: the ``k`` words with the largest amplitude there."""
@@ -330,21 +309,6 @@ class CSSModel:
         return encode_model(parts, __version__, extra)
 
 
-def _unit_dense(freqs: np.ndarray, values: np.ndarray, word_id: int, d: int) -> np.ndarray:
-    """Word ``word_id``'s spectrum as a dense unit-norm complex vector of length ``d``."""
-    dense = np.zeros(d, dtype=np.complex128)
-    np.add.at(dense, freqs[word_id], values[word_id])
-    norm = np.linalg.norm(dense)
-    return dense / norm if norm > 0 else dense
-
-
-def _cosines_with(freqs: np.ndarray, values: np.ndarray, query: np.ndarray) -> np.ndarray:
-    """Complex cosine of every word (slot arrays) with a dense query spectrum."""
-    inner = np.real(values * np.conj(query[freqs])).sum(axis=1)
-    norms = np.linalg.norm(values, axis=1) * np.linalg.norm(query)
-    return np.divide(inner, norms, out=np.zeros_like(inner), where=norms > 0)
-
-
 def load(path: str | os.PathLike[str]) -> CSSModel:
     """Loads a css-rs model file, or one written by the original JavaScript tool."""
     p = Path(path)
@@ -362,7 +326,7 @@ def load(path: str | os.PathLike[str]) -> CSSModel:
             np.ascontiguousarray(parts.amp, dtype=np.float32),
             np.ascontiguousarray(parts.phase, dtype=np.float32),
         )
-    except ValueError as e:
+    except InputError as e:
         raise InputError(f"{p}: {e}") from None
     return CSSModel(spectra, vocab, _config_from(parts.config), stats=parts.stats)
 

@@ -539,7 +539,8 @@ class TrainingRun:
             self.corpus = self._map_corpus(checkpoint.files)
         if plan.state:
             data = self.store.read_sidecar(checkpoint.files["state"])
-            return _state_from_bytes(data, self.store.path_of(checkpoint.files["state"].name))
+            # Opaque bytes: the engine checks them when the trainer resumes from them.
+            return css_rs.TrainingState.from_bytes(data)
         return None
 
     def _elapsed(self) -> float:
@@ -893,7 +894,7 @@ class TrainingRun:
             self.trainer = css_rs.Trainer(
                 (self.corpus.ids, self.corpus.offsets), self.vocab, cfg, state=state
             )
-        except ValueError as e:
+        except InputError as e:
             if state is None:
                 raise
             raise InputError(
@@ -1178,16 +1179,7 @@ def _describe_source(cfg: TrainConfig) -> str:
 def _vocabulary_from_json(text: str, path: Path) -> Any:
     try:
         return css_rs.Vocabulary.from_json(text)
-    except ValueError as e:
-        raise InputError(
-            f"checkpoint file {path} is damaged: {e}; start over with --fresh"
-        ) from None
-
-
-def _state_from_bytes(data: bytes, path: Path) -> Any:
-    try:
-        return css_rs.TrainingState.from_bytes(data)
-    except ValueError as e:
+    except InputError as e:
         raise InputError(
             f"checkpoint file {path} is damaged: {e}; start over with --fresh"
         ) from None

@@ -13,14 +13,13 @@ import math
 import time
 import warnings
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any, Callable, Optional, Union
 
 import numpy as np
 import numpy.typing as npt
 
 from css_rs import _core
-from css_rs._core import Vocabulary
+from css_rs._core import Progress, TrainingState, Vocabulary
 from css_rs.config import TrainConfig
 from css_rs.model import CSSModel
 
@@ -72,47 +71,6 @@ def collapse_warnings(epoch_stats: list[dict[str, Any]], vocab_size: int, d: int
     return out
 
 
-@dataclass(frozen=True)
-class Progress:
-    """Where a training run stands (reported about every 0.5 s)."""
-
-    tokens_done: int
-    tokens_total: int
-    epoch: int
-    epochs: int
-    loss: float
-    avg_active: float
-    learning_rate: float
-    elapsed: float
-    tokens_per_second: float
-    done: bool
-
-    @property
-    def fraction(self) -> float:
-        return self.tokens_done / self.tokens_total if self.tokens_total else 1.0
-
-
-class TrainingState:
-    """Everything needed to continue a run exactly: spectra, epoch, corpus position, RNG states,
-    step counters. Opaque bytes; resuming with ``threads=1`` reproduces the uninterrupted run."""
-
-    def __init__(self, data: bytes) -> None:
-        self._data = bytes(data)
-
-    def to_bytes(self) -> bytes:
-        return self._data
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> TrainingState:
-        return cls(data)
-
-    def __len__(self) -> int:
-        return len(self._data)
-
-    def __repr__(self) -> str:
-        return f"TrainingState({len(self._data)} bytes)"
-
-
 def as_corpus(corpus: Corpus, vocab: Vocabulary) -> tuple[np.ndarray, np.ndarray]:
     """``(ids, offsets)`` arrays (uint32, int64, contiguous; memory maps stay memory maps),
     or a list of texts encoded with ``vocab``."""
@@ -142,18 +100,17 @@ class Trainer:
         self.vocab = vocab
         ids, offsets = as_corpus(corpus, vocab)
         settings = json.dumps(self.config.engine_settings())
-        raw_state = state.to_bytes() if state is not None else None
-        self._core = _core.Trainer(ids, offsets, vocab, settings, raw_state)
+        self._core = _core.Trainer(ids, offsets, vocab, settings, state)
         self.corpus_tokens = int(ids.shape[0])
         self.corpus_documents = int(offsets.shape[0]) - 1
 
     def step(self, seconds: float = 0.5) -> Progress:
         """Trains for about ``seconds`` (GIL released) and reports."""
-        return Progress(**self._core.step(seconds))
+        return self._core.step(seconds)
 
     @property
     def progress(self) -> Progress:
-        return Progress(**self._core.progress())
+        return self._core.progress()
 
     @property
     def done(self) -> bool:
@@ -166,7 +123,7 @@ class Trainer:
         return list(self._core.epoch_stats())
 
     def state(self) -> TrainingState:
-        return TrainingState(self._core.state())
+        return self._core.state()
 
     def model(self) -> CSSModel:
         """The current spectra as a model (consistent at any time between steps)."""

@@ -19,6 +19,7 @@ import orjson
 import typer
 
 from css_rs.cli import app, fail, handle_errors
+from css_rs.cli.command import Command
 from css_rs.config import (
     AUTO,
     ResolvedConfig,
@@ -53,9 +54,7 @@ def _setting_parameter(name: str, section: str) -> inspect.Parameter:
         f"{doc[:1].upper()}{doc[1:]}. Allowed: {allowed_values(name)}. "
         f"Default: {_shown(DEFAULTS[name])}."
     )
-    # rich reads "[this, K]" as markup and drops it: brackets are escaped as text.
-    help_text = help_text.replace("[", "\\[")
-    panel = f"Settings: {section}"
+    panel = f"{section.capitalize()} settings"
     if base is bool:
         flag = flag_name(name)
         option = typer.Option(
@@ -134,6 +133,7 @@ def resolve_from_cli(config_file: Optional[Path], settings: dict[str, Any]) -> R
 CONFIG_FILE_OPTION = typer.Option(
     None,
     "--config",
+    metavar="FILE",
     help=f"TOML settings file (default: $CSS_RS_CONFIG, else ./{DEFAULT_CONFIG_FILE} if present).",
     dir_okay=False,
 )
@@ -145,7 +145,7 @@ config_app = typer.Typer(
 app.add_typer(config_app, name="config")
 
 
-@config_app.command("init")
+@config_app.command("init", cls=Command)
 def config_init(
     path: Path = typer.Argument(Path(DEFAULT_CONFIG_FILE), help="File to write."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
@@ -183,4 +183,4 @@ def config_show(
             typer.echo(render_effective(resolved), nl=False)
 
 
-config_app.command("show")(config_show)
+config_app.command("show", cls=Command)(config_show)

@@ -20,12 +20,18 @@ from typing import Any, Optional, TextIO
 import typer
 
 from css_rs import analysis
+from css_rs.analysis import DEFAULT_PEAK_RATIO
 from css_rs.cli import app, fail, handle_errors
-from css_rs.model import DEFAULT_PEAK_RATIO, CSSModel, load
+from css_rs.cli.command import ModelCommand
+from css_rs.model import CSSModel, load
 from css_rs.progress import Reporter
 
 MODEL_ARGUMENT = typer.Argument(
-    ..., metavar="MODEL", help="Model file (css_model.json).", show_default=False
+    ...,
+    metavar="MODEL",
+    help="Model file; left out: the one css-rs train writes (./models/css_model.json unless "
+    "css-rs.toml or CSS_RS_MODEL_PATH say otherwise).",
+    show_default=False,
 )
 JSON_OPTION = typer.Option(False, "--json", help="Print machine-readable JSON on stdout.")
 
@@ -35,11 +41,6 @@ class ExportFormat(str, Enum):
     word2vec_binary = "word2vec-binary"
     npy = "npy"
     npz = "npz"
-
-
-class Ranking(str, Enum):
-    phase = "phase"
-    amplitude = "amplitude"
 
 
 # --- output helpers ------------------------------------------------------------------------
@@ -180,7 +181,9 @@ def _print_training(t: dict[str, Any], source: str) -> None:
 def spectrum(
     model_path: Path = MODEL_ARGUMENT,
     word: str = typer.Argument(..., metavar="WORD", help="A vocabulary word.", show_default=False),
-    top: Optional[int] = typer.Option(None, "--top", min=1, help="Show the N strongest only."),
+    top: Optional[int] = typer.Option(
+        None, "--top", "-k", min=1, metavar="N", help="Show the N strongest only."
+    ),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """A word's active frequencies: amplitude and phase, strongest first."""
@@ -211,13 +214,13 @@ def spectrum(
 def similar(
     model_path: Path = MODEL_ARGUMENT,
     word: str = typer.Argument(..., metavar="WORD", help="A vocabulary word.", show_default=False),
-    count: int = typer.Option(10, "-k", "--count", min=1, help="How many words."),
+    top: int = typer.Option(10, "--top", "-k", min=1, metavar="N", help="How many words."),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """The words most similar to WORD by complex cosine."""
     with handle_errors():
         model = load(model_path)
-        found = model.similar(word, count)
+        found = model.similar(word, top)
         if as_json:
             emit_json({"word": word, "similar": [{"word": w, "cosine": c} for w, c in found]})
             return
@@ -235,21 +238,34 @@ def polysemy(
         help="A word; without it, the most polysemous words.",
         show_default=False,
     ),
-    top: int = typer.Option(20, "--top", min=1, help="How many words to rank (without WORD)."),
-    among: int = typer.Option(
-        5000, "--among", min=1, help="Rank among this many most frequent words."
+    top: int = typer.Option(
+        20, "--top", "-k", min=1, metavar="N", help="How many words to rank (without WORD)."
     ),
-    neighbours: int = typer.Option(5, "-k", "--neighbours", min=1, help="Neighbours per peak."),
+    among: int = typer.Option(
+        5000, "--among", min=1, metavar="N", help="Rank among this many most frequent words."
+    ),
+    neighbours: int = typer.Option(
+        5, "--neighbours", min=1, metavar="N", help="Neighbours per peak."
+    ),
+    min_count: int = typer.Option(
+        analysis.DEFAULT_SENSE_MIN_COUNT,
+        "--min-count",
+        min=0,
+        metavar="N",
+        help="Words seen fewer times are neither neighbours nor sense members.",
+    ),
     peak_ratio: float = typer.Option(
         DEFAULT_PEAK_RATIO,
         "--peak-ratio",
         min=0.0,
         max=1.0,
+        metavar="X",
         help="A peak is at least this fraction of the strongest entry.",
     ),
-    rank: Ranking = typer.Option(
-        Ranking.phase,
+    rank: analysis.Ranking = typer.Option(
+        "phase",
         "--rank",
+        metavar="phase|amplitude",
         help="Sense neighbours by phase-aligned product Re(z_w conj z_u) (as "
         "CSSModel.polysemy), or by amplitude product.",
     ),
@@ -263,7 +279,12 @@ def polysemy(
     """
     with handle_errors():
         model = load(model_path)
-        options: dict[str, Any] = {"peak_ratio": peak_ratio, "k": neighbours, "rank": rank.value}
+        options: dict[str, Any] = {
+            "peak_ratio": peak_ratio,
+            "k": neighbours,
+            "rank": rank,
+            "min_count": min_count,
+        }
         if word is None:
             with scan_progress("Senses", None if as_json else sys.stderr) as progress:
                 ranked = analysis.most_polysemous(
@@ -274,11 +295,11 @@ def polysemy(
             else:
                 _print_ranking(ranked, min(among, len(model)))
             return
-        report = analysis.senses(model, word, **options)
+        report = model.polysemy(word, **options)
         if as_json:
             emit_json(report.to_dict())
         else:
-            _print_senses(report, rank.value, peak_ratio)
+            _print_senses(report, rank, peak_ratio)
 
 
 @contextmanager
@@ -295,8 +316,8 @@ def scan_progress(
         yield lambda done, total: bar.update(done, f"{done:,} / {total:,} words", total=total)
 
 
-def _print_senses(report: analysis.SenseReport, rank: str, peak_ratio: float) -> None:
-    peaks = report.polysemy.peaks
+def _print_senses(report: analysis.Polysemy, rank: str, peak_ratio: float) -> None:
+    peaks = report.peaks
     verdict = "polysemous" if report.is_polysemous else "one sense"
     typer.echo(
         f"{report.word!r}: {_count(len(peaks), 'peak')} (>= {peak_ratio:g} x the strongest), "
@@ -329,7 +350,7 @@ def _print_senses(report: analysis.SenseReport, rank: str, peak_ratio: float) ->
             )
 
 
-def _print_ranking(ranked: list[analysis.SenseReport], among: int) -> None:
+def _print_ranking(ranked: list[analysis.Polysemy], among: int) -> None:
     if not ranked:
         typer.echo(f"No word with two or more senses among the {among:,} most frequent words.")
         return
@@ -361,7 +382,7 @@ def modes(
         help="A frequency 0..D-1; without it, a summary of every frequency.",
         show_default=False,
     ),
-    count: int = typer.Option(10, "-k", "--count", min=1, help="How many words."),
+    top: int = typer.Option(10, "--top", "-k", min=1, metavar="N", help="How many words."),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Words that carry frequency FREQ most strongly; without FREQ, a line per frequency.
@@ -371,14 +392,14 @@ def modes(
     with handle_errors():
         model = load(model_path)
         if freq is None:
-            _frequency_summary(model, count, as_json)
+            _frequency_summary(model, top, as_json)
             return
         if not 0 <= freq < model.frequency_dim:
             fail(
                 f"frequency {freq} is outside 0..{model.frequency_dim - 1} "
                 f"(this model has D = {model.frequency_dim})"
             )
-        found = model.modes(freq, count)
+        found = model.modes(freq, top)
         users = int(model.frequency_usage()[freq])
         if as_json:
             emit_json(
@@ -457,6 +478,7 @@ def export(
         ...,
         "--format",
         "-f",
+        metavar="FORMAT",
         help="word2vec (text), word2vec-binary, npy (dense matrix + .vocab.txt), npz (sparse).",
         show_default=False,
     ),
@@ -504,7 +526,12 @@ def plot(
         None, metavar="WORD", help="Words whose spectra to plot.", show_default=False
     ),
     out: Path = typer.Option(
-        ..., "-o", "--output", help="Image file (.png, .svg, .pdf).", show_default=False
+        ...,
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="Image file (.png, .svg, .pdf).",
+        show_default=False,
     ),
     overview: bool = typer.Option(
         False,
@@ -535,11 +562,11 @@ def plot(
         typer.echo(f"Wrote {written} ({format_size(written.stat().st_size)})")
 
 
-app.command("info")(info)
-app.command("spectrum")(spectrum)
-app.command("similar")(similar)
-app.command("polysemy")(polysemy)
-app.command("modes")(modes)
-app.command("eval")(evaluate)
-app.command("export")(export)
-app.command("plot")(plot)
+app.command("info", cls=ModelCommand)(info)
+app.command("spectrum", cls=ModelCommand)(spectrum)
+app.command("similar", cls=ModelCommand)(similar)
+app.command("polysemy", cls=ModelCommand)(polysemy)
+app.command("modes", cls=ModelCommand)(modes)
+app.command("eval", cls=ModelCommand)(evaluate)
+app.command("export", cls=ModelCommand)(export)
+app.command("plot", cls=ModelCommand)(plot)

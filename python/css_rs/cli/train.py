@@ -11,6 +11,7 @@ from typing import Any, Optional
 import typer
 
 from css_rs.cli import app, handle_errors
+from css_rs.cli.command import Command
 from css_rs.cli.config_cmd import CONFIG_FILE_OPTION, resolve_from_cli, with_setting_options
 from css_rs.pipeline import TestHooks, TrainingRun
 from css_rs.progress import Reporter
@@ -42,6 +43,18 @@ def train(
     """
     with handle_errors():
         resolved = resolve_from_cli(config_file, settings)
+        if resolved.config.engine != "local":
+            # Only here is css_rs.distributed (and through it Ray) imported.
+            from css_rs.distributed.run import DistributedRun
+
+            DistributedRun(
+                resolved,
+                Reporter(),
+                fresh=fresh,
+                resume_command=resume_command(sys.argv[1:]),
+                hooks=TestHooks.from_env(os.environ),
+            ).run()
+            return
         run = TrainingRun(
             resolved,
             Reporter(),
@@ -53,4 +66,4 @@ def train(
         run.run()
 
 
-app.command("train")(train)
+app.command("train", cls=Command)(train)
