@@ -393,7 +393,7 @@ def reported_senses(model: CSSModel, word: str) -> tuple[list[list[str]], list[l
     then the peaks stand for the senses too."""
     from css_rs import analysis
 
-    if hasattr(analysis, "senses"):
+    if callable(getattr(analysis, "senses", None)):  # a function then, a module now
         report = analysis.senses(model, word)
         senses = [_words_of(s) for s in getattr(report, "senses", [])]
         polysemy = getattr(report, "polysemy", None) or model.polysemy(word)

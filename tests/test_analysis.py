@@ -4,6 +4,7 @@ match the engine, per-frequency summaries, model information, export writers and
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 
 import css_rs
 from css_rs import CSSModel, InputError, TrainConfig, UnknownWordError, Vocabulary, analysis
+from css_rs.cli.info import model_info
 from css_rs.persistence import metadata_path
 from css_rs.synthetic import POLYSEMOUS, TOPICS, cluster_of, generate_corpus
 
@@ -189,7 +191,7 @@ def test_active_histogram(model: CSSModel) -> None:
 def test_model_info_reads_the_metadata_file(model: CSSModel, tmp_path: Path) -> None:
     path = tmp_path / "m.json"
     model.save(path)
-    bare = analysis.model_info(model, path)
+    bare = model_info(model, path)
     assert bare.training is None and bare.metadata_path is None
     assert (bare.vocab_size, bare.frequency_dim, bare.max_frequencies) == (len(model), 200, 16)
     assert bare.frequencies_used == model.usage_stats().in_use
@@ -204,12 +206,12 @@ def test_model_info_reads_the_metadata_file(model: CSSModel, tmp_path: Path) -> 
         "dataset_progress": {"description": "synthetic corpus (1,500 documents, seed 5)"},
     }
     metadata_path(path).write_text(json.dumps(meta))
-    info = analysis.model_info(model, path)
+    info = model_info(model, path)
     assert info.training is not None
     assert info.training["documents"] == 1500 and info.training["final_loss"] == 3.9
     assert info.training["source"] == "synthetic corpus (1,500 documents, seed 5)"
     metadata_path(path).write_text("{broken")
-    damaged = analysis.model_info(model, path)
+    damaged = model_info(model, path)
     assert damaged.training is None and "unreadable" in (damaged.metadata_error or "")
 
 
@@ -313,7 +315,7 @@ def test_a_failed_export_keeps_the_previous_file(
     def full_disk(*args: object, **kwargs: object) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(analysis.os, "fsync", full_disk)
+    monkeypatch.setattr(os, "fsync", full_disk)
     with pytest.raises(OSError, match="No space"):
         analysis.export(model, out, "word2vec")
     assert out.read_text() == "previous\n"

@@ -34,6 +34,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Pat
     patch.setenv("RAY_USAGE_STATS_ENABLED", "0")
     patch.setenv(EXIT_ONCE_ENV, str(exit_dir))
     ray.init(
+        address="local",  # never another cluster this machine may be running
         num_cpus=2,
         include_dashboard=False,
         _node_ip_address="127.0.0.1",

@@ -19,9 +19,10 @@ import orjson
 import pytest
 from typer.testing import CliRunner
 
-from css_rs import analysis, persistence
+from css_rs import persistence
 from css_rs.checkpoint import CheckpointStore
 from css_rs.cli import app
+from css_rs.cli.info import model_info
 from css_rs.model import load
 from css_rs.persistence import backup_path, list_backups, metadata_path, publish_model
 from helpers import train_in_process
@@ -160,13 +161,13 @@ def test_info_ignores_metadata_of_another_model(tmp_path: Path) -> None:
     run_training(tmp_path, seed=1)
     model_path = tmp_path / "models" / "css_model.json"
     meta = metadata_path(model_path)
-    facts = analysis.model_info(load(model_path), model_path)
+    facts = model_info(load(model_path), model_path)
     assert facts.metadata_error is None and facts.training is not None
     # As after a crash between the two renames: a new model beside the old metadata.
     document = orjson.loads(meta.read_bytes())
     document["model_sha256"] = hashlib.sha256(b"another model").hexdigest()
     meta.write_bytes(orjson.dumps(document))
-    facts = analysis.model_info(load(model_path), model_path)
+    facts = model_info(load(model_path), model_path)
     assert facts.training is None
     assert "describes another model file" in (facts.metadata_error or "")
     result = CliRunner().invoke(app, ["info", str(model_path)])

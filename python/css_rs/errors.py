@@ -10,10 +10,16 @@ exits 2, any other ``CssRsError`` exits 1.
   and what is allowed.
 - ``NotReadyError(CssRsError, RuntimeError)``: an operation that needs something not made yet
   (e.g. encoding with a vocabulary that is not built).
+- ``MissingDependencyError(CssRsError)``: an optional dependency (an extra) is not installed;
+  made here, as it is raised by Python code only.
 """
 
 from __future__ import annotations
 
 from css_rs._core import CssRsError, InputError, NotReadyError
 
-__all__ = ["CssRsError", "InputError", "NotReadyError"]
+__all__ = ["CssRsError", "InputError", "MissingDependencyError", "NotReadyError"]
+
+
+class MissingDependencyError(CssRsError):
+    """An optional dependency (an extra) is not installed."""

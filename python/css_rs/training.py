@@ -23,7 +23,10 @@ from css_rs._core import Progress, TrainingState, Vocabulary
 from css_rs.config import TrainConfig
 from css_rs.model import CSSModel
 
-Corpus = Union[
+# What ``train`` and ``Trainer`` take: encoded ids and document offsets, or texts to encode.
+# (Not a corpus class: the engine's view of ids is Rust's ``trainer::Corpus``, and the
+# pipeline's memory-mapped cache is ``pipeline.EncodedCorpus``.)
+TrainingInput = Union[
     tuple[npt.NDArray[np.uint32], npt.NDArray[np.int64]],
     Iterable[str],
 ]
@@ -71,7 +74,7 @@ def collapse_warnings(epoch_stats: list[dict[str, Any]], vocab_size: int, d: int
     return out
 
 
-def as_corpus(corpus: Corpus, vocab: Vocabulary) -> tuple[np.ndarray, np.ndarray]:
+def as_corpus(corpus: TrainingInput, vocab: Vocabulary) -> tuple[np.ndarray, np.ndarray]:
     """``(ids, offsets)`` arrays (uint32, int64, contiguous; memory maps stay memory maps),
     or a list of texts encoded with ``vocab``."""
     if isinstance(corpus, tuple) and len(corpus) == 2 and not isinstance(corpus[0], str):
@@ -90,7 +93,7 @@ class Trainer:
 
     def __init__(
         self,
-        corpus: Corpus,
+        corpus: TrainingInput,
         vocab: Vocabulary,
         config: Optional[TrainConfig] = None,
         *,
@@ -161,7 +164,7 @@ class Trainer:
 
 
 def train(
-    corpus: Corpus,
+    corpus: TrainingInput,
     vocab: Vocabulary,
     config: Optional[TrainConfig] = None,
     *,

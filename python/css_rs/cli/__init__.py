@@ -181,4 +181,5 @@ def _usage_error(error: Any) -> NoReturn:
 
 # Commands register themselves on the app when imported (train, config init|show).
 from css_rs.cli import config_cmd, train  # noqa: E402, F401
+from css_rs.cli import info as _info  # noqa: E402, F401
 from css_rs.cli import query as _query  # noqa: E402, F401  (the query commands)

@@ -1,4 +1,4 @@
-"""Exploring a trained model: ``info``, ``spectrum``, ``similar``, ``polysemy``, ``modes``,
+"""Exploring a trained model: ``spectrum``, ``similar``, ``polysemy``, ``modes``,
 ``eval``, ``export`` and ``plot``.
 
 The figures come from ``CSSModel`` and ``css_rs.analysis``; this module only formats them.
@@ -8,8 +8,6 @@ still go to stderr, with the usual exit codes).
 
 from __future__ import annotations
 
-import json
-import math
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -23,17 +21,16 @@ from css_rs import analysis
 from css_rs.analysis import DEFAULT_PEAK_RATIO
 from css_rs.cli import app, fail, handle_errors
 from css_rs.cli.command import ModelCommand
+from css_rs.cli.output import (
+    JSON_OPTION,
+    MODEL_ARGUMENT,
+    bar,
+    emit_json,
+    format_size,
+    print_table,
+)
 from css_rs.model import CSSModel, load
 from css_rs.progress import Reporter
-
-MODEL_ARGUMENT = typer.Argument(
-    ...,
-    metavar="MODEL",
-    help="Model file; left out: the one css-rs train writes (./models/css_model.json unless "
-    "css-rs.toml or CSS_RS_MODEL_PATH say otherwise).",
-    show_default=False,
-)
-JSON_OPTION = typer.Option(False, "--json", help="Print machine-readable JSON on stdout.")
 
 
 class ExportFormat(str, Enum):
@@ -43,138 +40,12 @@ class ExportFormat(str, Enum):
     npz = "npz"
 
 
-# --- output helpers ------------------------------------------------------------------------
-def _jsonable(value: Any) -> Any:
-    """Replaces NaN and infinities (not valid JSON) by null, recursively."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value
-
-
-def emit_json(value: Any) -> None:
-    typer.echo(json.dumps(_jsonable(value), ensure_ascii=False, allow_nan=False))
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text.rstrip("%").replace(",", ""))
-    except ValueError:
-        return False
-    return True
-
-
-def print_table(
-    headers: Sequence[str], rows: Sequence[Sequence[object]], *, indent: str = "  "
-) -> None:
-    """Plain aligned columns: numeric columns right-aligned, text left-aligned, the last
-    column unpadded (it may be a long list of words)."""
-    cells = [[str(c) for c in row] for row in rows]
-    numeric = [bool(cells) and all(_is_number(r[i]) for r in cells) for i in range(len(headers))]
-    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
-
-    def line(values: Sequence[str]) -> str:
-        out = []
-        for i, v in enumerate(values):
-            if numeric[i]:
-                out.append(v.rjust(widths[i]))
-            else:
-                out.append(v if i == len(values) - 1 else v.ljust(widths[i]))
-        return indent + "  ".join(out).rstrip()
-
-    typer.echo(line(headers))
-    for row in cells:
-        typer.echo(line(row))
-
-
-def _bar_char() -> str:
-    try:
-        "█".encode(sys.stdout.encoding or "ascii")
-    except (UnicodeEncodeError, LookupError):
-        return "#"
-    return "█"
-
-
-def bar(fraction: float, width: int = 30) -> str:
-    return _bar_char() * max(0, round(fraction * width))
-
-
-def format_size(n: int) -> str:
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{n} B"
-
-
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _words_with(scores: Sequence[tuple[str, float]], digits: int = 2) -> str:
     return ", ".join(f"{w} {s:.{digits}f}" for w, s in scores)
-
-
-# --- info ----------------------------------------------------------------------------------
-def info(model_path: Path = MODEL_ARGUMENT, as_json: bool = JSON_OPTION) -> None:
-    """Vocabulary size, D, K, active frequencies per word, training summary, file size."""
-    with handle_errors():
-        model = load(model_path)
-        facts = analysis.model_info(model, model_path)
-        if as_json:
-            emit_json(facts.to_dict())
-            return
-        _print_info(facts)
-
-
-def _print_info(facts: analysis.ModelInfo) -> None:
-    typer.echo(f"Model        {facts.path} ({format_size(facts.file_size)})")
-    typer.echo(f"Vocabulary   {facts.vocab_size:,} words")
-    typer.echo(
-        f"Spectra      D = {facts.frequency_dim} frequencies, at most "
-        f"K = {facts.max_frequencies} active per word"
-    )
-    typer.echo(
-        f"Active       {facts.avg_active:.2f} per word on average; "
-        f"{facts.frequencies_used} of {facts.frequency_dim} frequencies in use"
-    )
-    typer.echo(
-        f"Spread       effective number of frequencies {facts.effective_frequencies:.1f} "
-        f"of {facts.frequency_dim}; largest share {facts.largest_share:.0%} of the vocabulary; "
-        f"{facts.crowded_frequencies} on more than 15%"
-    )
-    typer.echo("Active frequencies per word:")
-    most = max(facts.active_histogram, default=0) or 1
-    for n, words in enumerate(facts.active_histogram):
-        if words:
-            share = 100.0 * words / max(facts.vocab_size, 1)
-            typer.echo(f"  {n:>3}  {words:>9,}  {share:5.1f}%  {bar(words / most)}")
-    if facts.metadata_error:
-        typer.echo(f"Training     {facts.metadata_error}")
-    elif facts.training is None:
-        typer.echo("Training     no metadata file beside the model")
-    else:
-        _print_training(facts.training, facts.metadata_path or "")
-
-
-def _print_training(t: dict[str, Any], source: str) -> None:
-    def count(v: Any) -> str:
-        return f"{v:,}" if isinstance(v, (int, float)) else "?"
-
-    typer.echo(f"Training     (from {source})")
-    typer.echo(f"  trained    {t.get('timestamp') or '?'} with css-rs {t.get('css_rs_version')}")
-    typer.echo(f"  source     {t.get('source') or '?'}")
-    typer.echo(f"  documents  {count(t.get('documents'))}")
-    typer.echo(f"  tokens     {count(t.get('tokens'))}")
-    loss = t.get("final_loss")
-    loss_text = f" (final loss {loss:.4f})" if isinstance(loss, (int, float)) else ""
-    typer.echo(f"  epochs     {t.get('epochs')}{loss_text}")
-    elapsed, rate = t.get("elapsed_seconds"), t.get("training_tokens_per_second")
-    if isinstance(elapsed, (int, float)):
-        rate_text = f", training {rate:,.0f} tokens/s" if isinstance(rate, (int, float)) else ""
-        typer.echo(f"  time       {elapsed:.1f} s{rate_text}")
 
 
 # --- spectrum and similar ------------------------------------------------------------------
@@ -562,7 +433,6 @@ def plot(
         typer.echo(f"Wrote {written} ({format_size(written.stat().st_size)})")
 
 
-app.command("info", cls=ModelCommand)(info)
 app.command("spectrum", cls=ModelCommand)(spectrum)
 app.command("similar", cls=ModelCommand)(similar)
 app.command("polysemy", cls=ModelCommand)(polysemy)

@@ -118,7 +118,9 @@ class RayEngine:
         self._owns_ray = not ray.is_initialized()
         if self._owns_ray:
             if address == "local":
-                ray.init(include_dashboard=False, log_to_driver=False)
+                # address="local": a new cluster even when this machine runs another one
+                # (a bare ray.init() would join it).
+                ray.init(address="local", include_dashboard=False, log_to_driver=False)
             else:
                 ray.init(address=address, log_to_driver=False)
         self._round_timeout = round_timeout
