@@ -10,7 +10,7 @@ process's memory from ``/proc`` ten times a second, attributing each sample to t
 banner was printed last. Reported per phase: peak RSS, peak anonymous RSS (what the process
 really allocates; the rest is memory-mapped corpus pages, reclaimable page cache), seconds and
 tokens/s. The whole-run peak (``VmHWM``) must stay under 1 GB and must not grow with N: the
-document cache, the token ids and the offsets live on disk, only the vocabulary and the
+id cache, the token ids and the offsets live on disk, only the vocabulary and the
 spectra are in memory. Exit code 1 when either promise is broken.
 
 Skips (exit code 0) when the data file is absent or ``/proc`` is not available.

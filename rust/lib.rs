@@ -15,6 +15,7 @@ pub mod spectra;
 pub mod tokenizer;
 pub mod trainer;
 pub mod vocabulary;
+pub mod word_table;
 
 #[cfg(feature = "python")]
 mod bindings;

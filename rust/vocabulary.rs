@@ -23,7 +23,7 @@ pub struct WordCounter {
     long: WordCounts,
 }
 
-fn pack(word: &str) -> Option<u128> {
+pub(crate) fn pack(word: &str) -> Option<u128> {
     let b = word.as_bytes();
     (b.len() <= INLINE_WORD_BYTES).then(|| {
         let mut key = [0u8; 16];
@@ -158,7 +158,10 @@ pub fn count_texts<S: AsRef<str> + Sync>(texts: &[S]) -> (WordCounter, u64) {
 }
 
 /// Index ranges that split `texts` into at most `n` runs of roughly equal total length.
-fn byte_balanced_chunks<S: AsRef<str>>(texts: &[S], n: usize) -> Vec<std::ops::Range<usize>> {
+pub(crate) fn byte_balanced_chunks<S: AsRef<str>>(
+    texts: &[S],
+    n: usize,
+) -> Vec<std::ops::Range<usize>> {
     let total: usize = texts.iter().map(|t| t.as_ref().len() + 1).sum();
     let target = total.div_ceil(n.max(1)).max(1);
     let mut out = Vec::new();
@@ -245,7 +248,13 @@ impl Vocabulary {
         if max_size < 1 {
             return Err(CssError::invalid("max_size", max_size, "must be >= 1"));
         }
-        let mut kept = self.raw.frequent(min_count);
+        let kept = self.raw.frequent(min_count);
+        self.set_words(kept, min_count, max_size);
+        Ok(())
+    }
+
+    /// The ids of `build`: by descending count, ties broken by the word, `max_size` at most.
+    fn set_words(&mut self, mut kept: Vec<(String, u64)>, min_count: u64, max_size: usize) {
         kept.par_sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         kept.truncate(max_size);
         self.counts = kept.iter().map(|(_, c)| *c).collect();
@@ -254,7 +263,31 @@ impl Vocabulary {
         self.max_size = max_size;
         self.built = true;
         self.rebuild_index();
-        Ok(())
+    }
+
+    /// The vocabulary `build(min_count, max_size)` gives, from the words counted at least
+    /// `min_count` times (`kept`) out of `total_tokens` tokens: counted elsewhere
+    /// (`WordTable`), so the rare words need not be copied here. Only the kept words are
+    /// raw counts: building again with a lower `min_count` cannot bring back the others.
+    pub fn from_frequent(
+        kept: Vec<(String, u64)>,
+        total_tokens: u64,
+        min_count: u64,
+        max_size: usize,
+    ) -> Result<Self> {
+        if min_count < 1 {
+            return Err(CssError::invalid("min_count", min_count, "must be >= 1"));
+        }
+        if max_size < 1 {
+            return Err(CssError::invalid("max_size", max_size, "must be >= 1"));
+        }
+        let mut v = Vocabulary::new();
+        for (w, c) in &kept {
+            v.raw.add_count(w, *c);
+        }
+        v.total_tokens = total_tokens;
+        v.set_words(kept, min_count, max_size);
+        Ok(v)
     }
 
     fn rebuild_index(&mut self) {

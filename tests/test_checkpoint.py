@@ -18,11 +18,17 @@ from css_rs.checkpoint import (
     FileRecord,
     ShardWriter,
     default_cache_dir,
-    iter_document_chunks,
+    iter_shard_chunks,
     sha256_file,
 )
 
-DOCS = ["one line", "two\nlines", 'quotes " and \\ backslashes', "", "ünïcödé ✓", "x" * 500]
+# Entries as a shard holds them: whole byte strings, appended as they come.
+DOCS = [b"one entry", b"\x00\x01\x02\x03", b"", "ünïcödé ✓\n".encode(), b"x" * 500]
+
+
+def append_all(writer: ShardWriter, entries: list[bytes]) -> None:
+    for entry in entries:
+        writer.append(entry, 1)
 
 
 def make_store(tmp_path: Path) -> CheckpointStore:
@@ -43,8 +49,8 @@ def save_generation(store: CheckpointStore, writer: ShardWriter, generation: int
     return checkpoint
 
 
-def read_all(store: CheckpointStore, records: list[FileRecord]) -> list[str]:
-    return [d for chunk in iter_document_chunks(store.cache_dir, records, 64) for d in chunk]
+def read_all(store: CheckpointStore, records: list[FileRecord]) -> bytes:
+    return b"".join(iter_shard_chunks(store.cache_dir, records, 64))
 
 
 def test_cache_folder_sits_beside_the_manifest(tmp_path: Path) -> None:
@@ -56,12 +62,14 @@ def test_documents_round_trip_through_rotating_shards(tmp_path: Path) -> None:
     store = make_store(tmp_path)
     writer = ShardWriter(store.cache_dir, max_bytes=100)
     for _ in range(5):
-        writer.append(DOCS)
+        append_all(writer, DOCS)
     records = writer.sync()
     writer.close()
     assert len(records) > 1, "small max_bytes must rotate shards"
-    assert read_all(store, records) == DOCS * 5
-    assert writer.documents == sum(r.documents for r in records) == len(DOCS) * 5
+    assert read_all(store, records) == b"".join(DOCS) * 5
+    assert [r.name for r in records[:2]] == ["ids-00000.u32", "ids-00001.u32"]
+    # An empty entry appends nothing and counts nothing.
+    assert writer.entries == sum(r.entries for r in records) == (len(DOCS) - 1) * 5
     for r in records:
         assert sha256_file(store.path_of(r.name)) == r.sha256
         assert store.path_of(r.name).stat().st_size == r.size
@@ -70,7 +78,7 @@ def test_documents_round_trip_through_rotating_shards(tmp_path: Path) -> None:
 def test_save_and_load_round_trip(tmp_path: Path) -> None:
     store = make_store(tmp_path)
     writer = ShardWriter(store.cache_dir)
-    writer.append(DOCS)
+    append_all(writer, DOCS)
     saved = save_generation(store, writer, 1)
     loaded = store.load()
     assert loaded.body() == saved.body()
@@ -80,7 +88,7 @@ def test_save_and_load_round_trip(tmp_path: Path) -> None:
 def test_older_generations_are_removed_only_after_the_new_manifest(tmp_path: Path) -> None:
     store = make_store(tmp_path)
     writer = ShardWriter(store.cache_dir)
-    writer.append(DOCS[:2])
+    append_all(writer, DOCS[:2])
     save_generation(store, writer, 1)
     # A crash after writing generation 2's sidecar but before its manifest: generation 1 stays
     # complete and loadable.
@@ -89,28 +97,28 @@ def test_older_generations_are_removed_only_after_the_new_manifest(tmp_path: Pat
     assert store.read_sidecar(store.load().files["vocabulary"]) == b"counts 1"
     save_generation(store, writer, 2)
     names = sorted(p.name for p in store.cache_dir.iterdir())
-    assert names == ["docs-00000.jsonl", "vocabulary.2.json"]
+    assert names == ["ids-00000.u32", "vocabulary.2.json"]
 
 
 def test_bytes_appended_after_the_checkpoint_are_cut_on_resume(tmp_path: Path) -> None:
     store = make_store(tmp_path)
     writer = ShardWriter(store.cache_dir, max_bytes=120)
-    writer.append(DOCS)
+    append_all(writer, DOCS)
     checkpoint = save_generation(store, writer, 1)
-    writer.append(["lost after the checkpoint"] * 20)  # grows a shard and starts new ones
+    append_all(writer, [b"lost after the checkpoint"] * 20)  # grows a shard, starts new ones
     writer.sync()
     writer.close()
     loaded = store.load()  # a longer shard is fine: it is cut below
     store.truncate_shards(loaded)
-    shard_names = sorted(p.name for p in store.cache_dir.glob("docs-*.jsonl"))
+    shard_names = sorted(p.name for p in store.cache_dir.glob("ids-*.u32"))
     assert shard_names == [r.name for r in checkpoint.shards]
-    assert read_all(store, loaded.shards) == DOCS
+    assert read_all(store, loaded.shards) == b"".join(DOCS)
     # Appending continues exactly where the checkpoint ended, checksums included.
     resumed = ShardWriter(store.cache_dir, loaded.shards, max_bytes=120)
-    resumed.append(["after resume"])
+    resumed.append(b"after resume", 1)
     records = resumed.sync()
     resumed.close()
-    assert read_all(store, records) == [*DOCS, "after resume"]
+    assert read_all(store, records) == b"".join(DOCS) + b"after resume"
     for r in records:
         assert sha256_file(store.path_of(r.name)) == r.sha256
 
@@ -140,7 +148,7 @@ def test_damage_is_reported_naming_the_file_which_is_left_in_place(
 ) -> None:
     store = make_store(tmp_path)
     writer = ShardWriter(store.cache_dir)
-    writer.append(DOCS)
+    append_all(writer, DOCS)
     checkpoint = save_generation(store, writer, 1)
     writer.close()
     path = {
@@ -161,7 +169,7 @@ def test_damage_is_reported_naming_the_file_which_is_left_in_place(
 def test_manifest_edited_by_hand_is_detected(tmp_path: Path) -> None:
     store = make_store(tmp_path)
     writer = ShardWriter(store.cache_dir)
-    writer.append(DOCS)
+    append_all(writer, DOCS)
     save_generation(store, writer, 1)
     doc = orjson.loads(store.manifest_path.read_bytes())
     doc["stream"]["batches"] = 999  # still valid JSON
@@ -183,10 +191,10 @@ def test_full_disk_while_saving_keeps_the_previous_checkpoint(
 ) -> None:
     store = make_store(tmp_path)
     writer = ShardWriter(store.cache_dir)
-    writer.append(DOCS)
+    append_all(writer, DOCS)
     save_generation(store, writer, 1)
     before = store.manifest_path.read_bytes()
-    writer.append(["more"])
+    writer.append(b"more", 1)
 
     def no_space(fd: int) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
@@ -199,7 +207,7 @@ def test_full_disk_while_saving_keeps_the_previous_checkpoint(
     assert store.manifest_path.read_bytes() == before
     loaded = store.load()
     store.truncate_shards(loaded)
-    assert loaded.generation == 1 and read_all(store, loaded.shards) == DOCS
+    assert loaded.generation == 1 and read_all(store, loaded.shards) == b"".join(DOCS)
     leftovers = [p.name for p in store.manifest_path.parent.iterdir() if p.name.endswith(".tmp")]
     assert leftovers == []
 
@@ -207,7 +215,7 @@ def test_full_disk_while_saving_keeps_the_previous_checkpoint(
 def test_delete_removes_only_own_files(tmp_path: Path) -> None:
     store = make_store(tmp_path)
     writer = ShardWriter(store.cache_dir)
-    writer.append(DOCS)
+    append_all(writer, DOCS)
     save_generation(store, writer, 1)
     writer.close()
     mine = store.cache_dir / "notes.txt"
@@ -218,7 +226,12 @@ def test_delete_removes_only_own_files(tmp_path: Path) -> None:
 
 
 def test_records_serialise(tmp_path: Path) -> None:
-    record = FileRecord("docs-00001.jsonl", 10, hashlib.sha256(b"").hexdigest(), documents=3)
+    record = FileRecord("ids-00001.u32", 12, hashlib.sha256(b"").hexdigest(), entries=3)
     assert FileRecord.from_json(record.to_json()) == record
+    words = FileRecord("words-00000.txt", 4, hashlib.sha256(b"").hexdigest(), entries=2)
+    assert FileRecord.from_json(words.to_json()) == words
+    for name in ("docs-00000.jsonl", "ids-00000.txt", "../ids-00000.u32"):
+        with pytest.raises(ValueError, match="not one of a checkpoint's files"):
+            FileRecord.from_json({**record.to_json(), "name": name})
     side: dict[str, Any] = FileRecord("state.3.bin", 4, "ab").to_json()
     assert "documents" not in side

@@ -137,7 +137,7 @@ def test_two_runs_on_one_model_path_are_refused(tmp_path: Path) -> None:
         message = second.stderr.strip()
         assert message.startswith("error: models/css_model.json: another css-rs train")
         assert f"pid {first.pid}" in message and "is writing this model" in message
-        assert not (tmp_path / "b").exists() or not any((tmp_path / "b").rglob("*.jsonl"))
+        assert not (tmp_path / "b").exists() or not any((tmp_path / "b").rglob("ids-*.u32"))
     finally:
         first.send_signal(signal.SIGINT)
         first.communicate(timeout=120)

@@ -274,7 +274,9 @@ def flip_byte(path: Path) -> None:
         ("batch:9", "manifest", flip_byte),
         ("batch:9", "shard", flip_byte),
         ("batch:9", "shard", truncate),
-        ("batch:9", "vocabulary", truncate),
+        ("batch:9", "words", truncate),
+        ("batch:9", "words", flip_byte),
+        ("step:3", "vocabulary", truncate),
         ("step:3", "state", truncate),
         ("step:3", "ids", flip_byte),
     ],
@@ -288,6 +290,8 @@ def test_damaged_checkpoint_exits_2_naming_the_file(
         path = store.manifest_path
     elif target == "shard":
         path = store.path_of(checkpoint.shards[0].name)
+    elif target == "words":
+        path = store.path_of(checkpoint.words[0].name)
     else:
         path = store.path_of(checkpoint.files[target].name)
     damage(path)
@@ -449,3 +453,70 @@ def test_an_unreachable_hub_fails_at_once_without_a_resume_hint(tmp_path: Path) 
     assert "http://127.0.0.1:9/" in done.stderr and "kept failing" in done.stderr
     assert "resume" not in (done.stdout + done.stderr).lower()
     assert not (tmp_path / "checkpoints" / "training_checkpoint.json").exists()
+
+
+# --- the id cache -------------------------------------------------------------------------
+
+
+def test_a_torn_tail_of_a_checkpoint_killed_midway_is_ignored(
+    tmp_path: Path, reference: dict[str, Any]
+) -> None:
+    """Killed after a checkpoint appended its ids and words but before its manifest, with a
+    half-written id and word after them: resuming cuts all of that and ends as if never
+    interrupted."""
+    killed = train_until(tmp_path, "checkpoint:3", signal.SIGKILL)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    store = CheckpointStore(tmp_path / CHECKPOINT)
+    checkpoint = store.load()
+    ids, words = store.path_of(checkpoint.shards[-1].name), store.path_of(checkpoint.words[-1].name)
+    assert ids.stat().st_size > checkpoint.shards[-1].size, "checkpoint 3 appended ids"
+    with open(ids, "ab") as fh:
+        fh.write(b"\x07\x00")  # half an id
+    with open(words, "ab") as fh:
+        fh.write(b"half-a-wor")  # no newline
+    resumed = train(tmp_path)
+    assert "RESUMING FROM CHECKPOINT" in resumed.stdout
+    assert_finished_like_reference(tmp_path, resumed, reference)
+
+
+def test_force_with_a_new_min_word_freq_remaps_without_streaming_again(tmp_path: Path) -> None:
+    interrupted_run(tmp_path, "step:3")
+    forced = train(tmp_path, "--min-word-freq", "3", "--force")
+    assert forced.returncode == 0, forced.stdout[-2000:] + forced.stderr
+    assert "Setting changed (--force): min_word_freq: 2 -> 3" in forced.stdout
+    assert "PHASE 1" not in forced.stdout and "PHASE 2: CONVERTING TO CORPUS" in forced.stdout
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    assert train(fresh, "--min-word-freq", "3").returncode == 0
+    assert spectra(tmp_path / MODEL) == spectra(fresh / MODEL)
+
+
+def test_a_checkpoint_of_the_previous_format_is_refused_in_one_line(tmp_path: Path) -> None:
+    """Format 1 cached the documents as JSON text (docs-NNNNN.jsonl): not resumable; the
+    error says so and --fresh removes it, old shards included."""
+    store = interrupted_run(tmp_path, "batch:5")
+    doc = json.loads(store.manifest_path.read_text())
+    doc["version"] = 1
+    store.manifest_path.write_text(json.dumps(doc))
+    legacy = store.cache_dir / "docs-00000.jsonl"
+    legacy.write_text('"an old cached document"\n')
+    refused = train(tmp_path)
+    assert refused.returncode == 2, refused.stdout[-2000:] + refused.stderr
+    lines = refused.stderr.strip().splitlines()
+    assert len(lines) == 1 and "checkpoint format version 1 is not supported" in lines[0]
+    assert str(CHECKPOINT) in lines[0] and "--fresh" in lines[0]
+    fresh = train(tmp_path, "--fresh")
+    assert fresh.returncode == 0, fresh.stdout[-2000:] + fresh.stderr
+    assert not legacy.exists()
+
+
+def test_the_id_cache_size_is_reported(tmp_path: Path) -> None:
+    done = train(tmp_path, "--epochs", "1")
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr
+    stats = json.loads((tmp_path / "models/css_model.metadata.json").read_text())["stats"]
+    # 4 bytes a token plus 4 a document (its end marker).
+    assert stats["cache_bytes"] == 4 * (stats["tokens"] + stats["documents"])
+    per_token = stats["cache_bytes"] / stats["tokens"]
+    assert stats["distinct_words"] >= stats["vocabulary_size"] > 0
+    assert f"words of {stats['distinct_words']:,} distinct" in done.stdout
+    assert f"{per_token:.2f} bytes a token" in done.stdout

@@ -7,6 +7,7 @@ import numpy as np
 import numpy.typing as npt
 
 __all__ = [
+    "END_OF_DOCUMENT",
     "CssRsError",
     "InputError",
     "NotReadyError",
@@ -18,12 +19,14 @@ __all__ = [
     "Trainer",
     "TrainingState",
     "Vocabulary",
+    "WordTable",
     "__version__",
     "engine_defaults",
     "frequent_word_counts",
     "initial_spectra",
     "kernels",
     "merge_spectra",
+    "remap_documents",
     "spectra_from_arrays",
     "vocabulary_buckets",
 ]
@@ -91,6 +94,27 @@ class Vocabulary:
     def from_json(text: str) -> Vocabulary: ...
     @staticmethod
     def from_words(words: list[str], counts: list[int]) -> Vocabulary: ...
+
+END_OF_DOCUMENT: int
+
+@final
+class WordTable:
+    """Words numbered in the order first seen, with counts; documents encoded as id streams."""
+
+    def __new__(cls) -> WordTable: ...
+    @staticmethod
+    def from_words_text(data: bytes) -> WordTable: ...
+    def __len__(self) -> int: ...
+    def encode(self, texts: Iterable[str]) -> tuple[npt.NDArray[np.uint32], int]: ...
+    def recount(self, stream: npt.NDArray[np.uint32]) -> int: ...
+    def words_text(self, start: int) -> bytes: ...
+    def vocabulary(
+        self, min_count: int, max_size: int
+    ) -> tuple[Vocabulary, npt.NDArray[np.uint32]]: ...
+
+def remap_documents(
+    stream: npt.NDArray[np.uint32], remap: npt.NDArray[np.uint32]
+) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.int64], int]: ...
 
 @final
 class Trainer:

@@ -5,8 +5,12 @@ Layout (``checkpoint_path`` is the manifest; the cache folder is ``cache_dir`` o
 
     training_checkpoint.json          manifest: phase, config, counters, source position, files
     training_checkpoint.cache/
-        docs-00000.jsonl ...          streamed documents, one JSON string a line, append-only
-        vocabulary.<gen>.json         raw word counts (``Vocabulary.to_json``)
+        ids-00000.u32 ...             streamed documents as first-seen word ids (u32, little
+                                      endian), each document ended by END_OF_DOCUMENT;
+                                      append-only
+        words-00000.txt ...           the words of those ids, one a line, in id order;
+                                      append-only (a checkpoint appends the new words only)
+        vocabulary.<gen>.json         the built vocabulary (training phase)
         corpus.<gen>.ids.u32          token ids of the converted corpus (training phase)
         corpus.<gen>.offsets.i64      document offsets into the ids
         state.<gen>.bin               ``TrainingState.to_bytes`` (training phase)
@@ -17,10 +21,13 @@ Why it is built this way:
   before the manifest (atomically). A crash at any instant leaves the previous manifest naming
   files that still exist unchanged; files of other generations are removed only after the new
   manifest is durable.
-- Shards are only ever appended to. The manifest records each shard's size and the sha256 of
-  that prefix (kept incrementally while appending, so a checkpoint never re-reads the cache).
-  Bytes appended after the last checkpoint are cut off on resume: a run killed between
-  checkpoints loses nothing but the work since the last one.
+- Shards (ids and words) are only ever appended to. The manifest records each shard's size and
+  the sha256 of that prefix (kept incrementally while appending, so a checkpoint never re-reads
+  the cache). Bytes appended after the last checkpoint, a torn tail included, are cut off on
+  resume: a run killed between checkpoints, or in the middle of one, loses nothing but the
+  work since the last one. A checkpoint therefore costs what arrived since the previous one:
+  the new ids and new words appended and synced, and a manifest that names the shards.
+- Word counts are not saved at all: a resumed run recounts them from the ids.
 - The manifest carries a sha256 of its own body, so any damage is detected and reported with
   the file's name instead of being trained on.
 """
@@ -43,12 +50,14 @@ from css_rs.persistence import atomic_write_bytes, check_output_path, utc_timest
 from css_rs.redaction import redact_object
 
 MANIFEST_FORMAT = "css-rs-checkpoint"
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2  # 1: documents cached as JSON text (css-rs before the id cache)
 SHARD_MAX_BYTES = 64 * 1024 * 1024
 _HASH_BLOCK = 1024 * 1024
 
 # Files this module creates in the cache folder; nothing else there is ever deleted.
-_SHARD_RE = re.compile(r"^docs-(\d{5})\.jsonl$")
+SHARD_KINDS = {"ids": "u32", "words": "txt"}
+_SHARD_RE = re.compile(r"^(?:ids-\d{5}\.u32|words-\d{5}\.txt)$")
+_LEGACY_SHARD_RE = re.compile(r"^docs-(\d{5})\.jsonl$")  # format 1, removed by --fresh
 _GENERATION_RE = re.compile(r"^(?:vocabulary|corpus|state)\.(\d+)\.[a-z0-9.]+$")
 _TEMP_RE = re.compile(r"^\..+\.tmp$")
 
@@ -86,12 +95,12 @@ class FileRecord:
     name: str
     size: int
     sha256: str
-    documents: int = 0  # shards only
+    entries: int = 0  # shards only: documents in an ids shard, words in a words shard
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "size": self.size, "sha256": self.sha256}
         if _SHARD_RE.match(self.name):
-            out["documents"] = self.documents
+            out["entries"] = self.entries
         return out
 
     @classmethod
@@ -103,31 +112,34 @@ class FileRecord:
         name: Any = obj.get("name")
         size: Any = obj.get("size")
         sha: Any = obj.get("sha256")
-        documents: Any = obj.get("documents", 0)
+        entries: Any = obj.get("entries", 0)
         if not isinstance(name, str) or not (_SHARD_RE.match(name) or _GENERATION_RE.match(name)):
             raise ValueError(f"file name {name!r} is not one of a checkpoint's files")
-        for what, n in (("size", size), ("documents", documents)):
+        for what, n in (("size", size), ("entries", entries)):
             if type(n) is not int or not 0 <= n < 2**63:
                 raise ValueError(f"{what} {n!r} of {name} is not a count")
         if not (isinstance(sha, str) and re.fullmatch(r"[0-9a-f]{64}", sha)):
             raise ValueError(f"sha256 {sha!r} of {name} is not a sha256")
-        return cls(name, size, sha, documents)
+        return cls(name, size, sha, entries)
 
 
-# --- document shards ----------------------------------------------------------------------
+# --- shards ------------------------------------------------------------------------------
 
 
 class ShardWriter:
-    """Appends documents to ``docs-NNNNN.jsonl`` shards, keeping each shard's running sha256.
-
-    One JSON string per line: a document may hold newlines, JSON escapes them.
-    """
+    """Appends to ``<kind>-NNNNN.<suffix>`` shards (``SHARD_KINDS``), keeping each shard's
+    running sha256 and how many entries (documents, words) it holds."""
 
     def __init__(
-        self, folder: Path, records: Iterable[FileRecord] = (), max_bytes: int = SHARD_MAX_BYTES
+        self,
+        folder: Path,
+        records: Iterable[FileRecord] = (),
+        max_bytes: int = SHARD_MAX_BYTES,
+        kind: str = "ids",
     ):
         self.folder = folder
         self.max_bytes = max_bytes
+        self.kind = kind
         self._closed: list[FileRecord] = list(records)
         self._active: Optional[FileRecord] = None
         self._hash: Any = None
@@ -137,21 +149,21 @@ class ShardWriter:
             self._open(self._closed.pop(), rehash=True)
 
     @property
-    def documents(self) -> int:
-        active = self._active.documents if self._active else 0
-        return sum(r.documents for r in self._closed) + active
+    def entries(self) -> int:
+        active = self._active.entries if self._active else 0
+        return sum(r.entries for r in self._closed) + active
 
-    def append(self, documents: list[str]) -> None:
-        if not documents:
+    def append(self, data: bytes, entries: int) -> None:
+        """Appends ``data``, which holds ``entries`` whole entries (never split across shards)."""
+        if not data:
             return
-        data = b"".join(orjson.dumps(d) + b"\n" for d in documents)
         if self._active is None or self._active.size >= self.max_bytes:
             self._rotate()
         assert self._fh is not None and self._active is not None
         self._fh.write(data)
         self._hash.update(data)
         self._active.size += len(data)
-        self._active.documents += len(documents)
+        self._active.entries += entries
 
     def sync(self) -> list[FileRecord]:
         """Makes every appended byte durable; returns the records a manifest should name."""
@@ -162,10 +174,10 @@ class ShardWriter:
         return self.records()
 
     def records(self) -> list[FileRecord]:
-        out = [FileRecord(r.name, r.size, r.sha256, r.documents) for r in self._closed]
+        out = [FileRecord(r.name, r.size, r.sha256, r.entries) for r in self._closed]
         if self._active is not None:
             a = self._active
-            out.append(FileRecord(a.name, a.size, self._hash.hexdigest(), a.documents))
+            out.append(FileRecord(a.name, a.size, self._hash.hexdigest(), a.entries))
         return out
 
     def close(self) -> None:
@@ -178,10 +190,8 @@ class ShardWriter:
             self.sync()
             self._closed.append(self._active)
             self.close()
-        index = len(self._closed)
-        self._open(
-            FileRecord(f"docs-{index:05d}.jsonl", 0, hashlib.sha256().hexdigest()), rehash=False
-        )
+        name = f"{self.kind}-{len(self._closed):05d}.{SHARD_KINDS[self.kind]}"
+        self._open(FileRecord(name, 0, hashlib.sha256().hexdigest()), rehash=False)
 
     def _open(self, record: FileRecord, *, rehash: bool) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -195,19 +205,20 @@ class ShardWriter:
         self._active = record
 
 
-def iter_document_chunks(
+def iter_shard_chunks(
     folder: Path, records: Iterable[FileRecord], chunk_bytes: int
-) -> Iterator[list[str]]:
-    """The cached documents in order, in lists of about ``chunk_bytes`` of JSON text each."""
+) -> Iterator[bytes]:
+    """The shards' recorded bytes in order, in blocks of at most ``chunk_bytes`` (a multiple
+    of 4 keeps u32 ids whole)."""
     for record in records:
         with open(folder / record.name, "rb") as fh:
             remaining = record.size
             while remaining > 0:
-                lines = fh.readlines(min(chunk_bytes, remaining))
-                if not lines:
+                block = fh.read(min(chunk_bytes, remaining))
+                if not block:
                     break
-                remaining -= sum(len(line) for line in lines)
-                yield [orjson.loads(line) for line in lines]
+                remaining -= len(block)
+                yield block
 
 
 # --- the manifest -------------------------------------------------------------------------
@@ -220,7 +231,8 @@ class Checkpoint:
     phase: str  # "streaming" (streaming or converting) | "training"
     config: dict[str, Any]
     stream: dict[str, Any]
-    shards: list[FileRecord] = field(default_factory=list)
+    shards: list[FileRecord] = field(default_factory=list)  # the ids shards
+    words: list[FileRecord] = field(default_factory=list)  # the words shards
     files: dict[str, FileRecord] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
     generation: int = 0
@@ -238,6 +250,7 @@ class Checkpoint:
             "config": self.config,
             "stream": self.stream,
             "shards": [r.to_json() for r in self.shards],
+            "words": [r.to_json() for r in self.words],
             "files": {role: r.to_json() for role, r in self.files.items()},
             "training": self.training,
         }
@@ -252,13 +265,22 @@ class Checkpoint:
         for key in ("config", "stream"):
             if not isinstance(body.get(key), dict):
                 raise ValueError(f"{key} is not an object")
-        if not isinstance(body.get("shards"), list) or not isinstance(body.get("files"), dict):
-            raise ValueError("shards or files")
+        for key in ("shards", "words"):
+            if not isinstance(body.get(key), list):
+                raise ValueError(f"{key} is not a list")
+        if not isinstance(body.get("files"), dict):
+            raise ValueError("files is not an object")
+        shards = [FileRecord.from_json(r) for r in body["shards"]]
+        words = [FileRecord.from_json(r) for r in body["words"]]
+        for kind, records in (("ids", shards), ("words", words)):
+            if any(not r.name.startswith(f"{kind}-") for r in records):
+                raise ValueError(f"a shard listed with the {kind} shards is not one")
         return cls(
             phase=str(body["phase"]),
             config=dict(body["config"]),
             stream=dict(body["stream"]),
-            shards=[FileRecord.from_json(r) for r in body["shards"]],
+            shards=shards,
+            words=words,
             files={role: FileRecord.from_json(r) for role, r in body["files"].items()},
             training=dict(body.get("training") or {}),
             generation=int(body["generation"]),
@@ -322,7 +344,7 @@ class CheckpointStore:
         Raises ``CheckpointError`` naming the damaged file; nothing is modified.
         """
         checkpoint = self._read_manifest()
-        for record in checkpoint.shards:
+        for record in [*checkpoint.shards, *checkpoint.words]:
             self._verify(record, allow_longer=True)
         for record in checkpoint.files.values():
             self._verify(record, allow_longer=False)
@@ -339,7 +361,8 @@ class CheckpointStore:
         if doc.get("version") != MANIFEST_VERSION:
             raise CheckpointError(
                 f"{path}: checkpoint format version {doc.get('version')!r} is not supported "
-                f"(expected {MANIFEST_VERSION}); start over with --fresh"
+                f"(this css-rs reads version {MANIFEST_VERSION}: documents are now cached as "
+                "word ids); start over with --fresh, which deletes it"
             )
         stored = doc.pop("sha256", None)
         if stored != _body_checksum(doc):
@@ -372,10 +395,15 @@ class CheckpointStore:
             raise self._damaged(self.path_of(record.name), "checksum mismatch")
         return data
 
+    def read_shards(self, records: Iterable[FileRecord]) -> bytes:
+        """The recorded bytes of small shards (the words), joined."""
+        return b"".join(iter_shard_chunks(self.cache_dir, records, SHARD_MAX_BYTES))
+
     def truncate_shards(self, checkpoint: Checkpoint) -> None:
-        """Cuts every shard back to the size the manifest recorded and removes shards started
-        after it: the documents streamed since the checkpoint are streamed again."""
-        named = {r.name: r for r in checkpoint.shards}
+        """Cuts every shard back to the size the manifest recorded (a torn tail of a checkpoint
+        killed while appending goes with it) and removes shards started after it: the
+        documents streamed since the checkpoint are streamed again."""
+        named = {r.name: r for r in [*checkpoint.shards, *checkpoint.words]}
         for path in self._own_files():
             if not _SHARD_RE.match(path.name):
                 continue
@@ -413,7 +441,7 @@ class CheckpointStore:
     def _own_files(self) -> list[Path]:
         if not self.cache_dir.is_dir():
             return []
-        patterns = (_SHARD_RE, _GENERATION_RE, _TEMP_RE)
+        patterns = (_SHARD_RE, _LEGACY_SHARD_RE, _GENERATION_RE, _TEMP_RE)
         return sorted(p for p in self.cache_dir.iterdir() if any(r.match(p.name) for r in patterns))
 
 

@@ -1,10 +1,12 @@
 """The four phases of ``css-rs train``, with checkpoints and resume in every phase.
 
-1. **Stream & build vocabulary**: batches from the source are appended to the document cache
-   and counted (``Vocabulary.update``); a checkpoint every ``save_checkpoint_every`` batches.
-2. **Convert to corpus**: the vocabulary is built, cached documents are encoded chunk by chunk
-   into a token-id file and an offsets file, which are memory-mapped: memory does not grow
-   with the corpus.
+1. **Stream & build vocabulary**: batches from the source are tokenized once into first-seen
+   word ids, appended to the id cache and counted (``IdCache.append``); a checkpoint every
+   ``save_checkpoint_every`` batches (at most one every STREAM_CHECKPOINT_SECONDS), costing
+   what arrived since the previous one.
+2. **Convert to corpus**: the vocabulary is built from the counts, the cached ids are remapped
+   to it chunk by chunk into a token-id file and an offsets file, which are memory-mapped:
+   memory does not grow with the corpus.
 3. **Train** with the Rust engine in short steps; a checkpoint of the ``TrainingState`` every
    ``checkpoint_every_seconds``.
 4. **Save**: backup of the previous model, the model (atomically), its metadata.
@@ -42,14 +44,13 @@ from css_rs.checkpoint import (
     CheckpointError,
     CheckpointStore,
     FileRecord,
-    ShardWriter,
     exclusive_lock,
     exclusive_run,
-    iter_document_chunks,
     remove_temporaries,
 )
 from css_rs.config import ResolvedConfig, TrainConfig, config_differences
 from css_rs.errors import CssRsError, InputError
+from css_rs.id_cache import IdCache
 from css_rs.persistence import (
     check_output_path,
     metadata_path,
@@ -69,7 +70,6 @@ from css_rs.training import collapse_warnings, untrained_loss
 
 PHASE_STREAMING = "streaming"
 PHASE_TRAINING = "training"
-CONVERT_CHUNK_BYTES = 8 * 1024 * 1024
 TRAIN_STEP_SECONDS = 0.5
 SYNTHETIC_PROBES = ("cat", "guitar", "money", "rain", "bank", "bat")
 
@@ -249,6 +249,8 @@ class TrainStats(JsonRecord):
     seconds: float = 0.0
     corpus_documents: int = 0
     corpus_tokens: int = 0
+    cache_bytes: int = 0  # the id cache phase 1 wrote (its words not included)
+    distinct_words: int = 0  # words the id cache numbered, rare ones included
     epoch_stats: list[dict[str, Any]] = field(default_factory=list)
     tokens_per_second: float = 0.0
 
@@ -380,7 +382,7 @@ class TrainingRun:
         self.stream = StreamStats()
         self.train_stats = TrainStats()
         self.vocab: Any = None
-        self.writer: Optional[ShardWriter] = None
+        self.cache: Optional[IdCache] = None
         self.corpus: Optional[Corpus] = None
         self.trainer: Any = None
         self.started = time.monotonic()
@@ -463,8 +465,8 @@ class TrainingRun:
             self._failed()
             raise
         finally:
-            if self.writer is not None:
-                self.writer.close()
+            if self.cache is not None:
+                self.cache.close()
         self.store.delete()
         self._summary(result)
         return result
@@ -514,23 +516,26 @@ class TrainingRun:
     def _restore(self, checkpoint: Optional[Checkpoint], plan: ResumePlan) -> Any:
         """Restores documents, counts, position and (per ``plan``) corpus and training state;
         returns the TrainingState to resume from, or None."""
-        self.vocab = css_rs.Vocabulary()
         if checkpoint is None:
-            self.writer = ShardWriter(self.store.cache_dir)
+            self.cache = IdCache.fresh(self.store)
             return None
         self.stream = StreamStats.from_json(checkpoint.stream)
         self.train_stats = TrainStats.from_json(checkpoint.training)
         self.elapsed_before = float(checkpoint.training.get("elapsed_before", 0.0))
-        self.writer = ShardWriter(self.store.cache_dir, checkpoint.shards)
-        vocab_json = self.store.read_sidecar(checkpoint.files["vocabulary"]).decode("utf-8")
-        self.vocab = _vocabulary_from_json(
-            vocab_json, self.store.path_of(checkpoint.files["vocabulary"].name)
+        # The word table (a pass over the cache to recount) only when streaming goes on or the
+        # vocabulary is built again; training on the converted corpus needs neither.
+        self.cache = IdCache.restore(
+            self.store, checkpoint.shards, checkpoint.words, with_table=not plan.corpus
         )
         self.out.ok(f"Restored {format_count(self.stream.documents)} documents from checkpoint")
-        self.out.ok(f"Restored vocabulary: {format_count(_distinct_words(self.vocab))} words")
+        self.out.ok(f"Restored {format_count(self.cache.distinct_words)} distinct words")
         if plan.stream:
             self.stream.complete = False
         if plan.corpus:
+            vocab_json = self.store.read_sidecar(checkpoint.files["vocabulary"]).decode("utf-8")
+            self.vocab = _vocabulary_from_json(
+                vocab_json, self.store.path_of(checkpoint.files["vocabulary"].name)
+            )
             self.corpus = self._map_corpus(checkpoint.files)
         if plan.state:
             data = self.store.read_sidecar(checkpoint.files["state"])
@@ -542,14 +547,18 @@ class TrainingRun:
         return self.elapsed_before + (time.monotonic() - self.started)
 
     def _write_manifest(
-        self, phase: str, files: dict[str, FileRecord], shards: list[FileRecord]
+        self,
+        phase: str,
+        files: dict[str, FileRecord],
+        shards: tuple[list[FileRecord], list[FileRecord]],
     ) -> None:
         training = {**self.train_stats.to_json(), "elapsed_before": self._elapsed()}
         checkpoint = Checkpoint(
             phase=phase,
             config=self.config.to_dict(),
             stream=self.stream.to_json(),
-            shards=shards,
+            shards=shards[0],
+            words=shards[1],
             files=files,
             training=training,
             generation=self.generation,
@@ -598,16 +607,14 @@ class TrainingRun:
             self.out.line(f"warning: {message}; resuming anyway (--force)")
 
     def _checkpoint_streaming(self) -> None:
-        """Documents so far (synced), raw counts and the source position."""
-        assert self.writer is not None
+        """Documents so far and the words first seen since the last checkpoint (appended and
+        synced), and the source position. Counts are not saved: resuming recounts the ids."""
+        assert self.cache is not None
         self.stream.inputs = self._read_inputs() or self.stream.inputs
         with deferred_interrupts():
-            shards = self.writer.sync()
+            shards = self.cache.sync()
             self.generation += 1
-            vocab = self.store.write_sidecar(
-                "vocabulary", self.generation, "json", self.vocab.to_json().encode("utf-8")
-            )
-            self._write_manifest(PHASE_STREAMING, {"vocabulary": vocab}, shards)
+            self._write_manifest(PHASE_STREAMING, {}, shards)
         done = format_quantity(self.stream.batches, "batch", "batches")
         self._stream_saved_at = time.monotonic()
         self._stream_saved = done
@@ -633,7 +640,7 @@ class TrainingRun:
 
     def _checkpoint_training(self, *, quiet: bool = False) -> None:
         """The converted corpus, the built vocabulary and (once training runs) its state."""
-        assert self.writer is not None and self.corpus is not None
+        assert self.cache is not None and self.corpus is not None
         with deferred_interrupts():
             files = dict(self.corpus.files)
             self.generation += 1
@@ -641,7 +648,7 @@ class TrainingRun:
                 state = self.trainer.state().to_bytes()
                 files["state"] = self.store.write_sidecar("state", self.generation, "bin", state)
                 self._record_epochs()
-            self._write_manifest(PHASE_TRAINING, files, self.writer.records())
+            self._write_manifest(PHASE_TRAINING, files, self.cache.records())
         if not quiet:
             self.out.saving(f"Checkpoint saved: {self.store.manifest_path}")
 
@@ -721,7 +728,7 @@ class TrainingRun:
         )
 
     def _stream_batches(self, source: Any) -> bool:
-        assert self.writer is not None
+        assert self.cache is not None
         stats, every = self.stream, self.config.save_checkpoint_every
         base_seconds, t0 = stats.seconds, time.monotonic()
         arrived = False
@@ -749,11 +756,10 @@ class TrainingRun:
 
     def _take_batch(self, batch: Any, base_seconds: float, t0: float) -> None:
         """Caches and counts one batch: all of it or, on Ctrl+C, none of it."""
-        assert self.writer is not None
+        assert self.cache is not None
         stats = self.stream
         with deferred_interrupts():
-            self.writer.append(batch.documents)
-            stats.tokens += self.vocab.update(batch.documents)
+            stats.tokens += self.cache.append(batch.documents)
             stats.documents += len(batch.documents)
             stats.batches += 1
             stats.position = dict(batch.position)
@@ -789,7 +795,8 @@ class TrainingRun:
         self.out.phase(2, "CONVERTING TO CORPUS")
         cfg = self.config
         t0 = time.monotonic()
-        self.vocab.build(cfg.min_word_freq, cfg.max_vocab_size)
+        assert self.cache is not None
+        self.vocab, remap = self.cache.vocabulary(cfg.min_word_freq, cfg.max_vocab_size)
         if len(self.vocab) == 0:
             times = format_quantity(cfg.min_word_freq, "time")
             documents = format_quantity(self.stream.documents, "document")
@@ -798,10 +805,12 @@ class TrainingRun:
                 "--min-word-freq or stream more documents"
             )
         self.out.ok(
-            f"Vocabulary built: {format_count(len(self.vocab))} words (min_word_freq "
+            f"Vocabulary built: {format_count(len(self.vocab))} words of "
+            f"{format_count(self.cache.distinct_words)} distinct (min_word_freq "
             f"{cfg.min_word_freq}, max_vocab_size {format_count(cfg.max_vocab_size)})"
         )
-        self.corpus = self._encode_corpus()
+        self.corpus = self._encode_corpus(remap)
+        del remap
         self.train_stats.convert_seconds = time.monotonic() - t0
         self.train_stats.corpus_documents = self.corpus.documents
         self.train_stats.corpus_tokens = self.corpus.tokens
@@ -811,15 +820,22 @@ class TrainingRun:
             f"{format_count(self.corpus.tokens)} tokens in the vocabulary"
             + (f" ({format_count(dropped)} empty documents dropped)" if dropped else "")
         )
+        self.train_stats.cache_bytes = self.cache.bytes
+        self.train_stats.distinct_words = self.cache.distinct_words
+        if self.stream.tokens:
+            self.out.ok(
+                f"Id cache: {self.cache.bytes / 1e6:.1f} MB, "
+                f"{self.cache.bytes / self.stream.tokens:.2f} bytes a token"
+            )
+        self.cache.release_table()  # training needs only the corpus: free the words' memory
         self._checkpoint_training(quiet=True)
 
-    def _encode_corpus(self) -> Corpus:
-        """Encodes the cached documents chunk by chunk into ids/offsets files (empty documents
+    def _encode_corpus(self, remap: np.ndarray) -> Corpus:
+        """Remaps the cached ids chunk by chunk into ids/offsets files (empty documents
         dropped), hashing as it writes, and memory-maps the result."""
-        assert self.writer is not None
+        assert self.cache is not None
         generation = self.generation + 1  # the generation of the checkpoint that will name them
         ids_name, offsets_name = f"corpus.{generation}.ids.u32", f"corpus.{generation}.offsets.i64"
-        shards = self.writer.sync()
         with (
             _HashingWriter(self.store.path_of(ids_name)) as ids_out,
             _HashingWriter(self.store.path_of(offsets_name)) as offsets_out,
@@ -827,14 +843,11 @@ class TrainingRun:
         ):
             offsets_out.write(np.zeros(1, dtype=np.int64).tobytes())
             base, seen = 0, 0
-            for texts in iter_document_chunks(self.store.cache_dir, shards, CONVERT_CHUNK_BYTES):
-                ids, offsets = self.vocab.encode_batch(texts)
-                lengths = np.diff(offsets)
-                ends = base + np.cumsum(lengths[lengths > 0], dtype=np.int64)
+            for ids, offsets, read in self.cache.iter_corpus_chunks(remap):
                 ids_out.write(np.ascontiguousarray(ids, dtype=np.uint32).tobytes())
-                offsets_out.write(ends.tobytes())
-                base = int(ends[-1]) if len(ends) else base
-                seen += len(texts)
+                offsets_out.write((base + offsets[1:]).astype(np.int64).tobytes())
+                base += len(ids)
+                seen += read
                 bar.update(seen, f"{format_count(seen)} docs · {format_count(base)} tokens")
                 self.hooks.reached("convert")
         if base == 0:
@@ -1017,6 +1030,8 @@ class TrainingRun:
                 "vocabulary_size": result.vocabulary_size,
                 "corpus_documents": t.corpus_documents,
                 "corpus_tokens": t.corpus_tokens,
+                "cache_bytes": t.cache_bytes,
+                "distinct_words": t.distinct_words,
                 "elapsed": result.elapsed,
                 "stream_seconds": s.seconds,
                 "convert_seconds": t.convert_seconds,
@@ -1159,10 +1174,6 @@ def _describe_source(cfg: TrainConfig) -> str:
     if cfg.source in ("hf", "hf-parquet"):
         return f"{cfg.dataset} ({cfg.dataset_config}, {cfg.split}) via {cfg.source}"
     return f"{cfg.source} {cfg.path}"
-
-
-def _distinct_words(vocab: Any) -> int:
-    return int(vocab.distinct_words) if hasattr(vocab, "distinct_words") else len(vocab)
 
 
 def _vocabulary_from_json(text: str, path: Path) -> Any:

@@ -10,6 +10,7 @@ mod text;
 mod tokenizer;
 mod trainer;
 mod vocabulary;
+mod word_table;
 
 use pyo3::prelude::*;
 
@@ -28,5 +29,6 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<spectra::PySpectra>()?;
     m.add_class::<senses::PySenseSettings>()?;
     distributed::register(m)?;
+    word_table::register(m)?;
     Ok(())
 }

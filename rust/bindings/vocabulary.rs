@@ -224,7 +224,7 @@ impl PyVocabulary {
     }
 }
 
-fn check_build_args(min_count: i64, max_size: i64) -> Result<(u64, usize), CssError> {
+pub(super) fn check_build_args(min_count: i64, max_size: i64) -> Result<(u64, usize), CssError> {
     if min_count < 1 {
         return Err(CssError::invalid("min_count", min_count, "must be >= 1"));
     }
