@@ -9,7 +9,7 @@ from typing import Any
 
 from css_rs.config import resolve_config
 from css_rs.pipeline import TrainingRun
-from css_rs.progress import Reporter
+from css_rs.reporter import Reporter
 
 
 def train_in_process(folder: Path, settings: Mapping[str, Any], **changes: Any) -> str:

@@ -19,8 +19,9 @@ from hypothesis import strategies as st
 
 from css_rs.config import resolve_config
 from css_rs.errors import InputError
-from css_rs.pipeline import TestHooks, TrainingRun
-from css_rs.progress import Reporter
+from css_rs.pipeline import TrainingRun
+from css_rs.reporter import Reporter
+from css_rs.test_hooks import TestHooks
 from helpers import paths_of
 
 SETTINGS = {

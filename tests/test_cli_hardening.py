@@ -26,7 +26,7 @@ from typing import Optional
 import pytest
 
 from css_rs.checkpoint import CheckpointStore
-from css_rs.progress import format_quantity
+from css_rs.reporter import format_quantity
 
 SETTINGS = [
     "--threads", "1",

@@ -11,8 +11,9 @@ import numpy as np
 
 from css_rs._core import END_OF_DOCUMENT, Vocabulary, WordTable, remap_documents
 from css_rs.config import resolve_config
-from css_rs.pipeline import TestHooks, TrainingRun
-from css_rs.progress import Reporter
+from css_rs.pipeline import TrainingRun
+from css_rs.reporter import Reporter
+from css_rs.test_hooks import TestHooks
 
 
 def random_texts(n: int, seed: int, vocabulary: int = 400) -> list[str]:

@@ -22,7 +22,7 @@ from css_rs.checkpoint import Checkpoint, CheckpointStore
 from css_rs.config import TrainConfig
 from css_rs.errors import CssRsError
 from css_rs.pipeline import ResumePlan
-from css_rs.progress import Reporter, format_count, format_rate, format_seconds
+from css_rs.reporter import Reporter, format_count, format_rate, format_seconds
 from helpers import train_in_process
 
 SETTINGS = {

@@ -46,7 +46,7 @@ def quit_on_interrupt() -> None:
 
 
 def hold(event: str) -> None:
-    """The test suite's hold point ``CSS_RS_TEST_HOLD=<event>:1`` (see pipeline.TestHooks),
+    """The test suite's hold point ``CSS_RS_TEST_HOLD=<event>:1`` (see css_rs.test_hooks),
     for the moments before the CLI's own hooks exist."""
     if os.environ.get("CSS_RS_TEST_HOLD") == f"{event}:1":
         print(f"[test-hold] {event} 1", file=sys.stderr, flush=True)

@@ -126,6 +126,37 @@ class FileRecord:
 # --- shards ------------------------------------------------------------------------------
 
 
+class HashingWriter:
+    """A binary file written sequentially, fsynced on close, with its size and sha256: the
+    converted corpus files, which a checkpoint records as ``ShardWriter`` records its shards."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._fh: IO[bytes] = open(path, "wb")  # noqa: SIM115 - closed in __exit__
+        self._hash = hashlib.sha256()
+        self._size = 0
+
+    def write(self, data: bytes) -> None:
+        self._fh.write(data)
+        self._hash.update(data)
+        self._size += len(data)
+
+    @property
+    def record(self) -> FileRecord:
+        return FileRecord(self.path.name, self._size, self._hash.hexdigest())
+
+    def __enter__(self) -> HashingWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+        finally:
+            self._fh.close()
+
+
 class ShardWriter:
     """Appends to ``<kind>-NNNNN.<suffix>`` shards (``SHARD_KINDS``), keeping each shard's
     running sha256 and how many entries (documents, words) it holds."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import enum
 import hashlib
 import math
 import mmap
@@ -33,17 +34,19 @@ import typing
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Callable, Optional, TypeVar
+from typing import Any, Optional, TypeVar
 
 import numpy as np
 import orjson
 
 import css_rs
+from css_rs import run_report
 from css_rs.checkpoint import (
     Checkpoint,
     CheckpointError,
     CheckpointStore,
     FileRecord,
+    HashingWriter,
     exclusive_lock,
     exclusive_run,
     remove_temporaries,
@@ -55,23 +58,20 @@ from css_rs.persistence import (
     check_output_path,
     metadata_path,
     publish_model,
-    utc_timestamp,
 )
-from css_rs.progress import (
+from css_rs.redaction import redact_object
+from css_rs.reporter import (
     Reporter,
     format_count,
     format_quantity,
     format_rate,
-    format_seconds,
     silence_stdout,
 )
-from css_rs.redaction import redact_object
+from css_rs.test_hooks import TestHooks
 from css_rs.training import collapse_warnings, untrained_loss
 
-PHASE_STREAMING = "streaming"
+PHASE_STREAMING = "streaming"  # a checkpoint's phase (the manifest's "phase")
 PHASE_TRAINING = "training"
-TRAIN_STEP_SECONDS = 0.5
-SYNTHETIC_PROBES = ("cat", "guitar", "money", "rain", "bank", "bat")
 
 
 # Streaming checkpoints are paced by time as well as by batches (see _stream_checkpoint_due),
@@ -80,49 +80,14 @@ STREAM_CHECKPOINT_SECONDS = 10.0
 STREAM_LOG_SECONDS = 60.0
 
 
-# --- hidden hooks for the test suite ------------------------------------------------------
+class Phase(enum.Enum):
+    """Where a run is, and so what Ctrl+C or a failing source must save."""
 
-
-class TestHooks:
-    """Deterministic interruption points for the test suite (not a user feature).
-
-    ``CSS_RS_TEST_HOLD=EVENT:N`` makes the process print ``[test-hold] EVENT N`` on stderr at
-    the N-th occurrence of EVENT and then wait forever, so a test can send SIGINT or SIGKILL at
-    an exactly known moment instead of sleeping and hoping. Events: ``batch`` (a batch was
-    cached and counted), ``checkpoint`` (sidecars written, manifest not yet), ``convert`` (a
-    chunk was encoded), ``step`` (a training step ended), ``saved`` (model written, checkpoint
-    not yet deleted), and ``any`` (any of these). ``CSS_RS_TEST_STEP_SECONDS`` shortens training
-    steps so that small test corpora still take many steps.
-    """
-
-    __test__ = False  # not a pytest test class
-
-    def __init__(
-        self, hold: Optional[tuple[str, int]] = None, step_seconds: float = TRAIN_STEP_SECONDS
-    ):
-        self.hold = hold
-        self.step_seconds = step_seconds
-        self.counts: dict[str, int] = {}
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str]) -> TestHooks:
-        hold = None
-        spec = environ.get("CSS_RS_TEST_HOLD", "")
-        if spec:
-            event, _, count = spec.partition(":")
-            hold = (event, int(count or "1"))
-        step = float(environ.get("CSS_RS_TEST_STEP_SECONDS") or TRAIN_STEP_SECONDS)
-        return cls(hold, step)
-
-    def reached(self, event: str) -> None:
-        if self.hold is None:
-            return
-        for key in (event, "any"):
-            self.counts[key] = self.counts.get(key, 0) + 1
-            if self.hold == (key, self.counts[key]):
-                print(f"[test-hold] {event} {self.counts[key]}", file=sys.stderr, flush=True)
-                while True:  # until the test's signal arrives
-                    time.sleep(3600)
+    STARTING = "starting"  # nothing new since the last checkpoint
+    STREAMING = "streaming"  # the batches since the last streaming checkpoint
+    CONVERTING = "converting"  # nothing: converting again from the streaming checkpoint
+    TRAINING = "training"  # the trainer's state
+    SAVING = "saving"  # nothing: the last training checkpoint holds the finished state
 
 
 # --- interrupt safety ---------------------------------------------------------------------
@@ -265,7 +230,7 @@ class TrainStats(JsonRecord):
 
 
 @dataclass
-class Corpus:
+class EncodedCorpus:
     """The converted corpus: memory-mapped token ids and document offsets."""
 
     ids: np.ndarray
@@ -274,7 +239,9 @@ class Corpus:
     maps: list[mmap.mmap] = field(default_factory=list)
 
     @classmethod
-    def open(cls, ids_path: Path, offsets_path: Path, files: dict[str, FileRecord]) -> Corpus:
+    def open(
+        cls, ids_path: Path, offsets_path: Path, files: dict[str, FileRecord]
+    ) -> EncodedCorpus:
         maps = [_map_read_only(ids_path), _map_read_only(offsets_path)]
         ids = np.frombuffer(maps[0], dtype=np.uint32)
         offsets = np.frombuffer(maps[1], dtype=np.int64)
@@ -383,13 +350,12 @@ class TrainingRun:
         self.train_stats = TrainStats()
         self.vocab: Any = None
         self.cache: Optional[IdCache] = None
-        self.corpus: Optional[Corpus] = None
+        self.corpus: Optional[EncodedCorpus] = None
         self.trainer: Any = None
         self.started = time.monotonic()
         self._input_files: list[Path] = []  # the local source's files, in reading order
         self.elapsed_before = 0.0  # wall time of earlier, interrupted runs
-        # What Ctrl+C must save in the current phase (None: the last checkpoint covers it all).
-        self._save_on_interrupt: Optional[Callable[[], None]] = None
+        self.phase = Phase.STARTING
         # The last streaming checkpoint: when (monotonic), what it held (shown in the progress
         # line), and when a log line last said so.
         self._stream_saved_at = time.monotonic()
@@ -429,7 +395,7 @@ class TrainingRun:
             open_source(self.config)
 
     def _run(self) -> RunResult:
-        self._announce()
+        run_report.announce(self.out, self.resolved)
         checkpoint = self._open_checkpoint()
         plan = (
             ResumePlan.fresh()
@@ -443,7 +409,7 @@ class TrainingRun:
             if self.corpus is None or not plan.corpus:
                 self._convert_phase()
             model = self._train_phase(state if plan.state else None)
-            self._save_on_interrupt = None
+            self.phase = Phase.SAVING
             result = self._save_phase(model)
         except KeyboardInterrupt:
             self._interrupted()
@@ -468,7 +434,7 @@ class TrainingRun:
             if self.cache is not None:
                 self.cache.close()
         self.store.delete()
-        self._summary(result)
+        run_report.summary(self.out, result, self.config.source)
         return result
 
     # -- checkpoint handling ----------------------------------------------------------------
@@ -495,7 +461,7 @@ class TrainingRun:
             )
         store.truncate_shards(checkpoint)
         self.generation = checkpoint.generation
-        self._announce_resume(checkpoint, differences)
+        run_report.announce_resume(self.out, checkpoint, differences)
         return checkpoint
 
     def _check_records(self, checkpoint: Checkpoint) -> None:
@@ -654,7 +620,7 @@ class TrainingRun:
 
     def _failed(self) -> None:
         """A source gave up (network down, retries exhausted): keep what was streamed."""
-        if self._save_on_interrupt != self._checkpoint_streaming:
+        if self.phase is not Phase.STREAMING:
             return
         try:
             self._checkpoint_streaming()
@@ -665,9 +631,12 @@ class TrainingRun:
 
     def _interrupted(self) -> None:
         self.out.line()
-        if self._save_on_interrupt is not None:
+        if self.phase is Phase.STREAMING:
             self.out.line("Interrupted: saving a checkpoint...")
-            self._save_on_interrupt()
+            self._checkpoint_streaming()
+        elif self.phase is Phase.TRAINING:
+            self.out.line("Interrupted: saving a checkpoint...")
+            self._checkpoint_training()
         else:
             self.out.line("Interrupted.")
         if self.store.exists():
@@ -698,15 +667,15 @@ class TrainingRun:
                         else ""
                     )
                 )
-            self.out.line(f"Streaming from {_describe_source(self.config)}...")
+            self.out.line(f"Streaming from {run_report.describe_source(self.config)}...")
             self.out.line()
-            self._save_on_interrupt = self._checkpoint_streaming
+            self.phase = Phase.STREAMING
             arrived = self._stream_batches(source)
             self.stream.position = source.position
             self.stream.skipped = source.skipped
         self.stream.complete = True
         self._checkpoint_streaming()
-        self._save_on_interrupt = None
+        self.phase = Phase.CONVERTING
         if self.stream.skipped:
             self.out.line(f"Skipped {format_quantity(self.stream.skipped, 'row')} without text")
         self._note_batch_limit()
@@ -830,15 +799,15 @@ class TrainingRun:
         self.cache.release_table()  # training needs only the corpus: free the words' memory
         self._checkpoint_training(quiet=True)
 
-    def _encode_corpus(self, remap: np.ndarray) -> Corpus:
+    def _encode_corpus(self, remap: np.ndarray) -> EncodedCorpus:
         """Remaps the cached ids chunk by chunk into ids/offsets files (empty documents
         dropped), hashing as it writes, and memory-maps the result."""
         assert self.cache is not None
         generation = self.generation + 1  # the generation of the checkpoint that will name them
         ids_name, offsets_name = f"corpus.{generation}.ids.u32", f"corpus.{generation}.offsets.i64"
         with (
-            _HashingWriter(self.store.path_of(ids_name)) as ids_out,
-            _HashingWriter(self.store.path_of(offsets_name)) as offsets_out,
+            HashingWriter(self.store.path_of(ids_name)) as ids_out,
+            HashingWriter(self.store.path_of(offsets_name)) as offsets_out,
             self.out.task("Converting", total=self.stream.documents) as bar,
         ):
             offsets_out.write(np.zeros(1, dtype=np.int64).tobytes())
@@ -862,9 +831,9 @@ class TrainingRun:
         files["vocabulary"] = vocab
         return self._map_corpus(files)
 
-    def _map_corpus(self, files: dict[str, FileRecord]) -> Corpus:
+    def _map_corpus(self, files: dict[str, FileRecord]) -> EncodedCorpus:
         path_of = self.store.path_of
-        return Corpus.open(path_of(files["ids"].name), path_of(files["offsets"].name), files)
+        return EncodedCorpus.open(path_of(files["ids"].name), path_of(files["offsets"].name), files)
 
     # -- phase 3 --------------------------------------------------------------------------
 
@@ -902,7 +871,7 @@ class TrainingRun:
                 f"this corpus and configuration ({e}); start over with --fresh"
             ) from None
         # From here on Ctrl+C saves the trainer's state; before, the last checkpoint has it all.
-        self._save_on_interrupt = self._checkpoint_training
+        self.phase = Phase.TRAINING
         self._train_steps()
         self._record_epochs()
         self._warn_if_collapsed()
@@ -991,7 +960,7 @@ class TrainingRun:
             len(self.vocab),
             self._elapsed(),
         )
-        metadata = self._metadata(result)
+        metadata = run_report.metadata(self.resolved, self.stream, self.train_stats, result)
         metadata["model_sha256"] = hashlib.sha256(data).hexdigest()
         meta_bytes = orjson.dumps(
             redact_object(metadata), option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY
@@ -1013,144 +982,8 @@ class TrainingRun:
         self.out.ok(f"Metadata saved: {meta_path}")
         return result
 
-    def _metadata(self, result: RunResult) -> dict[str, Any]:
-        s, t = self.stream, self.train_stats
-        seconds = s.seconds if s.seconds > 0 else float("inf")
-        return {
-            "timestamp": utc_timestamp(),
-            "css_rs_version": css_rs.__version__,
-            "model_path": str(result.model_path),
-            "config": self.config.to_dict(),
-            "config_origins": self.resolved.origins,
-            "stats": {
-                "documents": s.documents,
-                "tokens": s.tokens,
-                "batches": s.batches,
-                "skipped": s.skipped,
-                "vocabulary_size": result.vocabulary_size,
-                "corpus_documents": t.corpus_documents,
-                "corpus_tokens": t.corpus_tokens,
-                "cache_bytes": t.cache_bytes,
-                "distinct_words": t.distinct_words,
-                "elapsed": result.elapsed,
-                "stream_seconds": s.seconds,
-                "convert_seconds": t.convert_seconds,
-                "train_seconds": t.seconds,
-                "docs_per_second": s.documents / seconds,
-                "tokens_per_second": s.tokens / seconds,
-                "training_tokens_per_second": t.tokens_per_second,
-                "epochs": t.epoch_stats,
-            },
-            "dataset_progress": {
-                "source": self.config.source,
-                "description": _describe_source(self.config),
-                "documents": s.documents,
-                "total_documents": s.total_documents,
-                "percent": (100.0 * s.documents / s.total_documents) if s.total_documents else None,
-                "position": s.position,
-            },
-        }
-
-    # -- announcements --------------------------------------------------------------------
-
-    def _announce(self) -> None:
-        cfg = self.config
-        self.out.banner("COMPRESSIVE SEMANTIC SPECTROSCOPY - LARGE SCALE TRAINING")
-        self.out.line()
-        self.out.settings(
-            "Configuration",
-            {
-                "Source": _describe_source(cfg),
-                "Max batches": "unlimited"
-                if cfg.batch_limit() is None
-                else format_count(cfg.batch_limit() or 0),
-                "Batch size": str(cfg.batch_size),
-                "Frequency dim": str(cfg.frequency_dim),
-                "Max frequencies": str(cfg.max_frequencies),
-                "Vocabulary size": f"up to {format_count(cfg.max_vocab_size)}",
-                "Epochs": str(cfg.epochs),
-            },
-        )
-        if self.resolved.config_file:
-            self.out.line(f"  Config file: {self.resolved.config_file}")
-
-    def _announce_resume(self, checkpoint: Checkpoint, differences: list[str]) -> None:
-        out = self.out
-        out.banner("RESUMING FROM CHECKPOINT", out.resume_char)
-        stream = StreamStats.from_json(checkpoint.stream)
-        out.line(f"Checkpoint from: {checkpoint.timestamp}")
-        phase = checkpoint.phase
-        if phase == PHASE_STREAMING and stream.complete:
-            phase = "streaming complete"
-        out.line(f"Phase: {phase}")
-        out.line(f"Batches processed: {format_count(stream.batches)}")
-        out.line(f"Documents: {format_count(stream.documents)}")
-        out.line(f"Tokens: {format_count(stream.tokens)}")
-        for line in differences:
-            out.line(f"Setting changed (--force): {line}")
-        out.line(out.resume_char * 70)
-        out.line()
-
-    def _summary(self, result: RunResult) -> None:
-        out = self.out
-        out.banner("TRAINING COMPLETE!")
-        out.line()
-        out.line(f"Total documents: {format_count(result.stream.documents)}")
-        out.line(f"Total tokens: {format_count(result.stream.tokens)}")
-        out.line(f"Vocabulary size: {format_count(result.vocabulary_size)}")
-        out.line(
-            f"Training time: {format_seconds(result.elapsed)} "
-            f"(streaming {format_seconds(result.stream.seconds)}, "
-            f"training {format_seconds(result.train.seconds)})"
-        )
-        out.line()
-        out.line(f"Model saved to: {result.model_path}")
-        if self.config.source == "synthetic":
-            self._show_neighbours(result.model)
-        out.line()
-        out.line(out.heavy * 70)
-
-    def _show_neighbours(self, model: Any) -> None:
-        self.out.line()
-        self.out.line("Nearest neighbours of planted words (synthetic corpus):")
-        for word in SYNTHETIC_PROBES:
-            if word not in model:
-                continue
-            near = ", ".join(f"{w} {c:.2f}" for w, c in model.similar(word, k=5))
-            self.out.line(f"  {word:<8} {near}")
-
 
 # --- helpers ------------------------------------------------------------------------------
-
-
-class _HashingWriter:
-    """A binary file written sequentially, fsynced on close, with its size and sha256."""
-
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self._fh: IO[bytes] = open(path, "wb")  # noqa: SIM115 - closed in __exit__
-        self._hash = hashlib.sha256()
-        self._size = 0
-
-    def write(self, data: bytes) -> None:
-        self._fh.write(data)
-        self._hash.update(data)
-        self._size += len(data)
-
-    @property
-    def record(self) -> FileRecord:
-        return FileRecord(self.path.name, self._size, self._hash.hexdigest())
-
-    def __enter__(self) -> _HashingWriter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        try:
-            self._fh.flush()
-            os.fsync(self._fh.fileno())
-        finally:
-            self._fh.close()
 
 
 def _map_read_only(path: Path) -> mmap.mmap:
@@ -1166,16 +999,6 @@ def _train_line(progress: Any) -> str:
     )
 
 
-def _describe_source(cfg: TrainConfig) -> str:
-    if cfg.source == "synthetic":
-        return (
-            f"synthetic corpus ({format_count(cfg.synthetic_documents)} documents, seed {cfg.seed})"
-        )
-    if cfg.source in ("hf", "hf-parquet"):
-        return f"{cfg.dataset} ({cfg.dataset_config}, {cfg.split}) via {cfg.source}"
-    return f"{cfg.source} {cfg.path}"
-
-
 def _vocabulary_from_json(text: str, path: Path) -> Any:
     try:
         return css_rs.Vocabulary.from_json(text)
@@ -1188,7 +1011,6 @@ def _vocabulary_from_json(text: str, path: Path) -> Any:
 __all__ = [
     "ResumePlan",
     "RunResult",
-    "TestHooks",
     "TrainingRun",
     "deferred_interrupts",
 ]

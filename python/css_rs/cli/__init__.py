@@ -16,8 +16,8 @@ import typer
 from css_rs import __version__, _startup
 from css_rs._core import kernels
 from css_rs.errors import CssRsError, InputError
-from css_rs.progress import silence_stdout
 from css_rs.redaction import redact
+from css_rs.reporter import silence_stdout
 
 EXIT_OK = 0
 EXIT_FAILURE = 1

@@ -30,7 +30,7 @@ from css_rs.cli.output import (
     print_table,
 )
 from css_rs.model import CSSModel, load
-from css_rs.progress import Reporter
+from css_rs.reporter import Reporter
 
 
 class ExportFormat(str, Enum):

@@ -13,8 +13,9 @@ import typer
 from css_rs.cli import app, handle_errors
 from css_rs.cli.command import Command
 from css_rs.cli.config_cmd import CONFIG_FILE_OPTION, resolve_from_cli, with_setting_options
-from css_rs.pipeline import TestHooks, TrainingRun
-from css_rs.progress import Reporter
+from css_rs.pipeline import TrainingRun
+from css_rs.reporter import Reporter
+from css_rs.test_hooks import TestHooks
 
 
 def resume_command(argv: list[str]) -> str:

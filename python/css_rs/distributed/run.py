@@ -26,9 +26,10 @@ from css_rs.persistence import (
     publish_model,
     utc_timestamp,
 )
-from css_rs.pipeline import TestHooks, _describe_source
-from css_rs.progress import Reporter, format_count, format_rate, format_seconds
 from css_rs.redaction import redact_object
+from css_rs.reporter import Reporter, format_count, format_rate, format_seconds
+from css_rs.run_report import describe_source
+from css_rs.test_hooks import TestHooks
 
 
 def distributed_checkpoint_path(config: TrainConfig) -> Path:
@@ -149,7 +150,7 @@ class DistributedRun:
             "config": cfg.to_dict(),
             "config_origins": self.resolved.origins,
             "stats": self._stats(trainer),
-            "dataset_progress": {"source": cfg.source, "description": _describe_source(cfg)},
+            "dataset_progress": {"source": cfg.source, "description": describe_source(cfg)},
             "distributed": trainer.stats(),
             "model_sha256": hashlib.sha256(data).hexdigest(),
         }
