@@ -14,7 +14,7 @@ import pytest
 import css_rs
 from css_rs import CSSModel, InputError, TrainConfig, UnknownWordError, Vocabulary, analysis
 from css_rs.cli.info import model_info
-from css_rs.persistence import metadata_path
+from css_rs.files import metadata_path
 from css_rs.synthetic import POLYSEMOUS, TOPICS, cluster_of, generate_corpus
 
 

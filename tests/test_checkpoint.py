@@ -11,16 +11,17 @@ from typing import Any
 import orjson
 import pytest
 
+from css_rs import TrainConfig
 from css_rs.checkpoint import (
     Checkpoint,
     CheckpointError,
     CheckpointStore,
     FileRecord,
     ShardWriter,
-    default_cache_dir,
     iter_shard_chunks,
     sha256_file,
 )
+from css_rs.config import run_cache_folder
 
 # Entries as a shard holds them: whole byte strings, appended as they come.
 DOCS = [b"one entry", b"\x00\x01\x02\x03", b"", "ünïcödé ✓\n".encode(), b"x" * 500]
@@ -54,7 +55,10 @@ def read_all(store: CheckpointStore, records: list[FileRecord]) -> bytes:
 
 
 def test_cache_folder_sits_beside_the_manifest(tmp_path: Path) -> None:
-    assert default_cache_dir(tmp_path / "a" / "cp.json") == tmp_path / "a" / "cp.cache"
+    assert run_cache_folder(tmp_path / "a" / "cp.json") == tmp_path / "a" / "cp.cache"
+    config = TrainConfig(checkpoint_path=str(tmp_path / "a" / "cp.json"))
+    assert config.cache_folder() == tmp_path / "a" / "cp.cache"  # downloads go there too
+    assert config.replace(cache_dir=str(tmp_path / "c")).cache_folder() == tmp_path / "c"
     assert make_store(tmp_path).cache_dir == tmp_path / "ckpt" / "training_checkpoint.cache"
 
 

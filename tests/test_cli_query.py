@@ -19,7 +19,7 @@ from typer.testing import CliRunner, Result
 import css_rs
 from css_rs import CSSModel, analysis
 from css_rs.cli import app
-from css_rs.persistence import metadata_path
+from css_rs.files import metadata_path
 from css_rs.synthetic import POLYSEMOUS, cluster_of
 
 runner = CliRunner()

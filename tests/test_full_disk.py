@@ -1,7 +1,7 @@
 """A full disk while saving (issue 13, severe 3): failed saves make no backup and prune none,
 model and metadata stay a consistent pair, and the error names the file.
 
-The disk is "full" through a fault-injecting writer: ``persistence._os_write`` (the one
+The disk is "full" through a fault-injecting writer: ``files._os_write`` (the one
 low-level write of every atomically saved file) raises ENOSPC for files in the model's folder.
 """
 
@@ -19,12 +19,12 @@ import orjson
 import pytest
 from typer.testing import CliRunner
 
-from css_rs import persistence
+from css_rs import files
 from css_rs.checkpoint import CheckpointStore
 from css_rs.cli import app
 from css_rs.cli.info import model_info
+from css_rs.files import backup_path, list_backups, metadata_path, publish_model
 from css_rs.model import load
-from css_rs.persistence import backup_path, list_backups, metadata_path, publish_model
 from helpers import train_in_process
 
 SETTINGS = {
@@ -48,7 +48,7 @@ def run_training(folder: Path, **changes: Any) -> str:
 def disk_full_for(monkeypatch: pytest.MonkeyPatch, folder: Path, after_bytes: int = 0) -> None:
     """Writes to files in ``folder`` fail with ENOSPC once ``after_bytes`` were written to
     the file (0: the first write fails)."""
-    real_write = persistence._os_write
+    real_write = files._os_write
     written: dict[int, int] = {}
 
     def write(fd: int, data: Any) -> int:
@@ -61,7 +61,7 @@ def disk_full_for(monkeypatch: pytest.MonkeyPatch, folder: Path, after_bytes: in
             written[fd] = written.get(fd, 0) + len(data)
         return real_write(fd, data)
 
-    monkeypatch.setattr(persistence, "_os_write", write)
+    monkeypatch.setattr(files, "_os_write", write)
 
 
 def folder_state(folder: Path) -> dict[str, bytes]:
@@ -108,14 +108,14 @@ def test_full_disk_on_the_metadata_keeps_the_pair(
     model_bytes = before["css_model.json"]
     meta = metadata_path(models / "css_model.json")
     # The model file's write goes through; the metadata's (written second) fails.
-    real_write = persistence._os_write
+    real_write = files._os_write
 
     def write(fd: int, data: Any) -> int:
         if ".css_model.metadata.json." in os.readlink(f"/proc/self/fd/{fd}"):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return real_write(fd, data)
 
-    monkeypatch.setattr(persistence, "_os_write", write)
+    monkeypatch.setattr(files, "_os_write", write)
     with pytest.raises(OSError, match=r"No space left on device.*css_model\.metadata\.json"):
         run_training(tmp_path, seed=3)
     monkeypatch.undo()

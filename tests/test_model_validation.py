@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 import css_rs
 from css_rs.cli import app
 from css_rs.errors import InputError
-from css_rs.persistence import metadata_path
+from css_rs.files import metadata_path
 from helpers import paths_of
 
 runner = CliRunner()

@@ -20,7 +20,7 @@ from typer.testing import CliRunner, Result
 from css_rs import CSSModel
 from css_rs.cli import app
 from css_rs.errors import InputError
-from css_rs.persistence import atomic_write_bytes, check_output_path, metadata_path
+from css_rs.files import atomic_write_bytes, check_output_path, metadata_path
 
 runner = CliRunner()
 

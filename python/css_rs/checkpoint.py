@@ -45,8 +45,9 @@ from typing import IO, Any, Optional
 
 import orjson
 
+from css_rs.config import run_cache_folder
 from css_rs.errors import InputError
-from css_rs.persistence import atomic_write_bytes, check_output_path, utc_timestamp
+from css_rs.files import atomic_write_bytes, check_output_path, utc_timestamp
 from css_rs.redaction import redact_object
 
 MANIFEST_FORMAT = "css-rs-checkpoint"
@@ -64,12 +65,6 @@ _TEMP_RE = re.compile(r"^\..+\.tmp$")
 
 class CheckpointError(InputError):
     """A checkpoint that cannot be used as it is (damaged, truncated, foreign): exit code 2."""
-
-
-def default_cache_dir(checkpoint_path: str | os.PathLike[str]) -> Path:
-    """``checkpoints/training_checkpoint.json`` -> ``checkpoints/training_checkpoint.cache``."""
-    p = Path(checkpoint_path)
-    return p.with_name(f"{p.stem}.cache")
 
 
 def sha256_file(path: Path, size: int | None = None) -> str:
@@ -331,7 +326,7 @@ class CheckpointStore:
         self, manifest_path: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None = None
     ):
         self.manifest_path = Path(manifest_path)
-        self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir(manifest_path)
+        self.cache_dir = run_cache_folder(manifest_path, cache_dir)
 
     def exists(self) -> bool:
         return self.manifest_path.exists()

@@ -19,6 +19,7 @@ import sys
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
 from css_rs.errors import InputError
@@ -124,6 +125,19 @@ HF_DEFAULT_MAX_BATCHES = 100
 # The rows API returns at most this many rows per request; the other sources take any size.
 HF_ROWS_PAGE = 100
 MAX_BATCH_SIZE = 1_000_000
+
+
+def run_cache_folder(
+    checkpoint_path: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None = None
+) -> Path:
+    """The one answer to "where is the run's cache": ``cache_dir`` when set, else
+    ``<checkpoint stem>.cache`` beside the checkpoint (``checkpoints/training_checkpoint.cache``).
+    The checkpoint's id cache and the ``hf-parquet`` source's downloads (under ``hf-parquet/``)
+    both live there."""
+    if cache_dir:
+        return Path(cache_dir)
+    p = Path(checkpoint_path)
+    return p.with_name(f"{p.stem}.cache")
 
 
 @dataclass(frozen=True)
@@ -269,7 +283,10 @@ class TrainConfig:
         "checkpoint", "./checkpoints/training_checkpoint.json", _is_str, "checkpoint manifest"
     )
     cache_dir: Optional[str] = _setting(
-        "checkpoint", None, _optional(_is_str), "run cache (unset: beside the checkpoint)"
+        "checkpoint",
+        None,
+        _optional(_is_str),
+        "run cache: id cache and downloaded shards (unset: <checkpoint>.cache beside it)",
     )
     model_path: str = _setting("checkpoint", "./models/css_model.json", _is_str, "model file")
     keep_backups: int = _setting("checkpoint", 5, _int_range(0), "model backups kept")
@@ -347,6 +364,10 @@ class TrainConfig:
 
     def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)
+
+    def cache_folder(self) -> Path:
+        """Where the run keeps its id cache and downloaded shards (``run_cache_folder``)."""
+        return run_cache_folder(self.checkpoint_path, self.cache_dir)
 
     def batch_limit(self) -> Optional[int]:
         """The batches to stream at most (None: all): ``max_batches``, with ``"auto"`` read as

@@ -25,13 +25,8 @@ from css_rs.analysis import (
 )
 from css_rs.config import TrainConfig
 from css_rs.errors import InputError
-from css_rs.persistence import (
-    EMPTY_FREQUENCY,
-    ModelParts,
-    atomic_write_bytes,
-    decode_model,
-    encode_model,
-)
+from css_rs.files import atomic_write_bytes
+from css_rs.persistence import EMPTY_FREQUENCY, ModelParts, decode_model, encode_model
 
 
 class UnknownWordError(InputError, KeyError):

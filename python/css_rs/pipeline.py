@@ -53,12 +53,8 @@ from css_rs.checkpoint import (
 )
 from css_rs.config import ResolvedConfig, TrainConfig, config_differences
 from css_rs.errors import CssRsError, InputError
+from css_rs.files import check_output_path, metadata_path, publish_model
 from css_rs.id_cache import IdCache
-from css_rs.persistence import (
-    check_output_path,
-    metadata_path,
-    publish_model,
-)
 from css_rs.redaction import redact_object
 from css_rs.reporter import (
     Reporter,

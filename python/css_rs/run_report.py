@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import css_rs
 from css_rs.config import ResolvedConfig, TrainConfig
-from css_rs.persistence import utc_timestamp
+from css_rs.files import utc_timestamp
 from css_rs.reporter import Reporter, format_count, format_seconds
 
 if TYPE_CHECKING:

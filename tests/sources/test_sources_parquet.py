@@ -185,8 +185,9 @@ def test_make_source_hf_parquet(hub: HubServer, dataset: str, tmp_path: Path) ->
     source = make_source(config, http=FAST_HTTP)
     assert isinstance(source, HfParquetSource)
     assert read_all(source) == texts_of(ROWS)[:20]
-    assert source.cache_dir == tmp_path / "run" / "cache"
-    assert shard_files(tmp_path / "run" / "cache")  # kept
+    # The run's one cache folder, where the checkpoint's id cache lives too.
+    assert source.cache_dir == tmp_path / "run" / "training_checkpoint.cache"
+    assert shard_files(source.cache_dir)  # kept
 
 
 # --- errors ------------------------------------------------------------------------------

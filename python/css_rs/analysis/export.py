@@ -12,7 +12,8 @@ from typing import IO, TYPE_CHECKING
 import numpy as np
 
 from css_rs.errors import InputError
-from css_rs.persistence import EMPTY_FREQUENCY, atomic_writer, check_output_path
+from css_rs.files import atomic_writer, check_output_path
+from css_rs.persistence import EMPTY_FREQUENCY
 
 if TYPE_CHECKING:
     from css_rs.model import CSSModel
@@ -22,7 +23,7 @@ EXPORT_FORMATS: tuple[str, ...] = ("word2vec", "word2vec-binary", "npy", "npz")
 
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
-    """``persistence.atomic_writer`` for exports. A path where the file cannot be created at
+    """``files.atomic_writer`` for exports. A path where the file cannot be created at
     all (a directory, a missing permission, a file where a folder should be) raises
     InputError; other failures (a full disk) stay OSError."""
     target = Path(path)

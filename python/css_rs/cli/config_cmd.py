@@ -31,7 +31,7 @@ from css_rs.config import (
     resolve_config,
     setting_type,
 )
-from css_rs.persistence import atomic_write_bytes
+from css_rs.files import atomic_write_bytes
 
 DEFAULT_CONFIG_FILE = "css-rs.toml"
 DEFAULTS = TrainConfig().to_dict()

@@ -15,8 +15,8 @@ from css_rs.analysis import active_histogram
 from css_rs.cli import app, handle_errors
 from css_rs.cli.command import ModelCommand
 from css_rs.cli.output import JSON_OPTION, MODEL_ARGUMENT, bar, emit_json, format_size
+from css_rs.files import metadata_path, sha256_of
 from css_rs.model import CSSModel, load
-from css_rs.persistence import metadata_path, sha256_of
 
 
 @dataclass(frozen=True)

@@ -31,8 +31,8 @@ from css_rs.distributed.engines import Engine
 from css_rs.distributed.shards import ShardSpec, assign_shards, describe_assignment
 from css_rs.distributed.worker import RoundResult, RoundTask, WorkerInfo
 from css_rs.errors import InputError
+from css_rs.files import atomic_write_bytes
 from css_rs.model import CSSModel
-from css_rs.persistence import atomic_write_bytes
 
 if TYPE_CHECKING:
     from css_rs._core import _SpectraArrays as SpectraArrays

@@ -20,12 +20,7 @@ from css_rs.distributed.driver import DistributedTrainer, RoundProgress
 from css_rs.distributed.engines import make_engine
 from css_rs.distributed.shards import DISTRIBUTED_SOURCES, list_shards
 from css_rs.errors import InputError
-from css_rs.persistence import (
-    check_output_path,
-    metadata_path,
-    publish_model,
-    utc_timestamp,
-)
+from css_rs.files import check_output_path, metadata_path, publish_model, utc_timestamp
 from css_rs.redaction import redact_object
 from css_rs.reporter import Reporter, format_count, format_rate, format_seconds
 from css_rs.run_report import describe_source

@@ -19,7 +19,7 @@ from css_rs.errors import InputError
 from css_rs.sources.base import Source
 from css_rs.sources.download import download
 from css_rs.sources.local import JsonlSource, LocalFilesSource, TextSource
-from css_rs.sources.parquet import HfParquetSource, ParquetFileSource, default_cache_dir
+from css_rs.sources.parquet import HfParquetSource, ParquetFileSource
 
 LOCAL_KINDS: dict[str, Callable[..., LocalFilesSource]] = {
     "text": TextSource,
@@ -89,7 +89,7 @@ def _common(config: TrainConfig) -> dict[str, Any]:
 def _hub_source(config: TrainConfig) -> Source:
     return HfParquetSource(
         config.dataset,
-        cache_dir=default_cache_dir(config),
+        cache_dir=config.cache_folder(),
         dataset_config=config.dataset_config,
         split=config.split,
         datasets_server_endpoint=config.datasets_server_endpoint,

@@ -56,7 +56,7 @@ from css_rs.sources.base import Batch, Chunk, Position, Source
 from css_rs.sources.hf import DatasetViewer, HfRowsSource, HubSource, SplitSize
 from css_rs.sources.http import HttpClient, HttpSettings, SecretToken, find_hf_token
 from css_rs.sources.local import JsonlSource, LocalFilesSource, TextSource, expand_paths
-from css_rs.sources.parquet import HfParquetSource, ParquetFileSource, default_cache_dir
+from css_rs.sources.parquet import HfParquetSource, ParquetFileSource
 from css_rs.sources.prefetch import Prefetcher
 from css_rs.sources.synthetic import SyntheticSource
 
@@ -79,7 +79,6 @@ __all__ = [
     "SplitSize",
     "SyntheticSource",
     "TextSource",
-    "default_cache_dir",
     "expand_paths",
     "find_hf_token",
     "make_source",
@@ -108,7 +107,7 @@ def make_source(config: TrainConfig, *, http: Optional[HttpSettings] = None) -> 
             return HfRowsSource(config.dataset, **hub, **common)
         return HfParquetSource(
             config.dataset,
-            cache_dir=default_cache_dir(config),
+            cache_dir=config.cache_folder(),
             keep_shards=config.keep_shards,
             **hub,
             **common,

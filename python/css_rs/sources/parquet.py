@@ -36,13 +36,6 @@ PathLike = Union[str, Path]
 READ_ROWS = 4096
 
 
-def default_cache_dir(config: TrainConfig) -> Path:
-    """``cache_dir`` when set, else ``cache`` beside the checkpoint (TrainConfig's default)."""
-    if config.cache_dir:
-        return Path(config.cache_dir)
-    return Path(config.checkpoint_path).parent / "cache"
-
-
 def _parquet_module() -> Any:
     try:
         import pyarrow.parquet as pq
@@ -171,7 +164,7 @@ class Shard:
 
 class HfParquetSource(HubSource):
     """The split's parquet shards (module doc); keyword arguments as ``HubSource`` plus
-    ``cache_dir`` (default: ``default_cache_dir(TrainConfig())``) and ``keep_shards``."""
+    ``cache_dir`` (default: ``TrainConfig().cache_folder()``) and ``keep_shards``."""
 
     kind = "hf-parquet"
 
@@ -183,7 +176,7 @@ class HfParquetSource(HubSource):
         keep_shards: bool = False,
         **options: Any,
     ) -> None:
-        self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir(TrainConfig())
+        self.cache_dir = Path(cache_dir) if cache_dir else TrainConfig().cache_folder()
         self.keep_shards = keep_shards
         self._shards: Optional[list[Shard]] = None
         self._shards_lock = threading.Lock()
