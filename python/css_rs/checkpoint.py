@@ -67,7 +67,7 @@ class CheckpointError(InputError):
     """A checkpoint that cannot be used as it is (damaged, truncated, foreign): exit code 2."""
 
 
-def sha256_file(path: Path, size: int | None = None) -> str:
+def sha256_file(path: Path, size: Optional[int] = None) -> str:
     """The sha256 of the first ``size`` bytes of ``path`` (all of it when None)."""
     digest = hashlib.sha256()
     remaining = size
@@ -323,7 +323,9 @@ class CheckpointStore:
     """Reads, writes and removes the checkpoint of one run."""
 
     def __init__(
-        self, manifest_path: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None = None
+        self,
+        manifest_path: str | os.PathLike[str],
+        cache_dir: Optional[str | os.PathLike[str]] = None,
     ):
         self.manifest_path = Path(manifest_path)
         self.cache_dir = run_cache_folder(manifest_path, cache_dir)

@@ -40,11 +40,11 @@ def _bound(n: int) -> str:
     return "2^63-1" if n == INT_SETTING_MAX else "2^32-1" if n == 2**32 - 1 else str(n)
 
 
-def _int_range(lo: int, hi: int | None = None) -> Check:
+def _int_range(lo: int, hi: Optional[int] = None) -> Check:
     """Integers in [lo, hi]; without ``hi``, up to 2^63-1 (what the engine's integers hold)."""
     hi = INT_SETTING_MAX if hi is None else hi
 
-    def check(v: Any) -> str | None:
+    def check(v: Any) -> Optional[str]:
         ok = isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
         if ok:
             return None
@@ -53,8 +53,8 @@ def _int_range(lo: int, hi: int | None = None) -> Check:
     return check
 
 
-def _float_range(lo: float, hi: float | None = None, *, lo_open: bool = False) -> Check:
-    def check(v: Any) -> str | None:
+def _float_range(lo: float, hi: Optional[float] = None, *, lo_open: bool = False) -> Check:
+    def check(v: Any) -> Optional[str]:
         if isinstance(v, (int, float)) and not isinstance(v, bool):
             try:
                 finite = math.isfinite(v)
@@ -77,7 +77,7 @@ def _float_range(lo: float, hi: float | None = None, *, lo_open: bool = False) -
 
 
 def _auto_or(inner: Check) -> Check:
-    def check(v: Any) -> str | None:
+    def check(v: Any) -> Optional[str]:
         if v == AUTO:
             return None
         err = inner(v)
@@ -87,14 +87,14 @@ def _auto_or(inner: Check) -> Check:
 
 
 def _choice(*options: str) -> Check:
-    def check(v: Any) -> str | None:
+    def check(v: Any) -> Optional[str]:
         return None if v in options else "one of " + ", ".join(repr(o) for o in options)
 
     return check
 
 
 def _optional(inner: Check) -> Check:
-    def check(v: Any) -> str | None:
+    def check(v: Any) -> Optional[str]:
         if v is None:
             return None
         err = inner(v)
@@ -103,11 +103,11 @@ def _optional(inner: Check) -> Check:
     return check
 
 
-def _is_bool(v: Any) -> str | None:
+def _is_bool(v: Any) -> Optional[str]:
     return None if isinstance(v, bool) else "true or false"
 
 
-def _is_str(v: Any) -> str | None:
+def _is_str(v: Any) -> Optional[str]:
     return None if isinstance(v, str) else "a string"
 
 
@@ -128,7 +128,7 @@ MAX_BATCH_SIZE = 1_000_000
 
 
 def run_cache_folder(
-    checkpoint_path: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None = None
+    checkpoint_path: str | os.PathLike[str], cache_dir: Optional[str | os.PathLike[str]] = None
 ) -> Path:
     """The one answer to "where is the run's cache": ``cache_dir`` when set, else
     ``<checkpoint stem>.cache`` beside the checkpoint (``checkpoints/training_checkpoint.cache``).
@@ -553,7 +553,7 @@ def _unknown_section_message(name: str, sections: list[str]) -> str:
 
 
 def _check_file_key(
-    path: str, name: str, section_of: dict[str, str], expected_section: str | None
+    path: str, name: str, section_of: dict[str, str], expected_section: Optional[str]
 ) -> None:
     if name not in section_of:
         raise InputError(f"{path}: {unknown_key_message(name, set(section_of))}")
@@ -614,9 +614,9 @@ def _is_reserved_env(var: str) -> bool:
 
 
 def resolve_config(
-    config_file: str | None = None,
-    flags: Mapping[str, Any] | None = None,
-    environ: Mapping[str, str] | None = None,
+    config_file: Optional[str] = None,
+    flags: Optional[Mapping[str, Any]] = None,
+    environ: Optional[Mapping[str, str]] = None,
 ) -> ResolvedConfig:
     """Merges defaults < TOML file < environment < flags into a validated ``TrainConfig``.
 

@@ -202,7 +202,7 @@ def utc_timestamp() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat().replace("+00:00", "Z")
 
 
-def backup_path(model_path: str | os.PathLike[str], when: _dt.datetime | None = None) -> Path:
+def backup_path(model_path: str | os.PathLike[str], when: Optional[_dt.datetime] = None) -> Path:
     """``css_model.json`` -> ``css_model.backup.2025-01-23T01-15-30.123456Z.json``."""
     p = Path(model_path)
     stamp = (when or _dt.datetime.now(_dt.timezone.utc)).strftime("%Y-%m-%dT%H-%M-%S.%fZ")
@@ -239,7 +239,7 @@ def _same_contents(a: Path, b: Path) -> bool:
 
 def backup_existing(
     model_path: str | os.PathLike[str], keep: int, new_sha256: Optional[str] = None
-) -> Path | None:
+) -> Optional[Path]:
     """Keeps the model about to be replaced as a timestamped backup (a hard link when
     possible: instant, no extra space; else a copy). Prunes nothing: see ``prune_backups``,
     which must only run once the new model is saved.
@@ -284,7 +284,7 @@ def publish_model(
     metadata: Optional[tuple[Path, bytes]] = None,
     *,
     keep_backups: int = 0,
-) -> Path | None:
+) -> Optional[Path]:
     """Saves a model file and its metadata as a consistent pair, with backups.
 
     Both files are written and synced as temporary files first; only then is the previous

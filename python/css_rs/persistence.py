@@ -43,7 +43,7 @@ EMPTY_FREQUENCY = 0xFFFF
 
 
 def encode_model(
-    parts: ModelParts, version: str, extra_stats: dict[str, Any] | None = None
+    parts: ModelParts, version: str, extra_stats: Optional[dict[str, Any]] = None
 ) -> bytes:
     """The model JSON. Amplitudes and phases are written as float32 (shortest repr), so that a
     save/load round trip is exact."""
@@ -178,7 +178,7 @@ def _short(value: Any) -> str:
 def _vocab_of(doc: dict[str, Any], source: str) -> tuple[list[str], list[int]]:
     vocab = doc["vocab"]
     v = len(vocab)
-    words: list[str | None] = [None] * v
+    words: list[Optional[str]] = [None] * v
     for word, i in vocab.items():
         if not _is_int(i) or not 0 <= i < v or words[i] is not None:
             raise InputError(

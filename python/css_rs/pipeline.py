@@ -34,13 +34,14 @@ import typing
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Optional, TypeVar
 
 import numpy as np
 import orjson
 
 import css_rs
 from css_rs import run_report
+from css_rs._core import Progress, TrainingState, Vocabulary
 from css_rs.checkpoint import (
     Checkpoint,
     CheckpointError,
@@ -55,6 +56,7 @@ from css_rs.config import ResolvedConfig, TrainConfig, config_differences
 from css_rs.errors import CssRsError, InputError
 from css_rs.files import check_output_path, metadata_path, publish_model
 from css_rs.id_cache import IdCache
+from css_rs.model import CSSModel
 from css_rs.redaction import redact_object
 from css_rs.reporter import (
     Reporter,
@@ -64,7 +66,10 @@ from css_rs.reporter import (
     silence_stdout,
 )
 from css_rs.test_hooks import TestHooks
-from css_rs.training import collapse_warnings, untrained_loss
+from css_rs.training import Trainer, collapse_warnings, untrained_loss
+
+if TYPE_CHECKING:  # the sources import their HTTP and parquet stacks: only when streaming
+    from css_rs.sources import Batch, Source
 
 PHASE_STREAMING = "streaming"  # a checkpoint's phase (the manifest's "phase")
 PHASE_TRAINING = "training"
@@ -295,7 +300,7 @@ class ResumePlan:
 
 @dataclass
 class RunResult:
-    model: Any
+    model: CSSModel
     model_path: Path
     metadata_path: Path
     backup: Optional[Path]
@@ -310,7 +315,7 @@ class RunResult:
 LOCAL_SOURCES = ("text", "jsonl", "parquet")
 
 
-def open_source(config: TrainConfig) -> Any:
+def open_source(config: TrainConfig) -> Source:
     """The data source of ``config`` (``css_rs.sources``)."""
     from css_rs.sources import make_source
 
@@ -344,10 +349,10 @@ class TrainingRun:
         self.generation = 0
         self.stream = StreamStats()
         self.train_stats = TrainStats()
-        self.vocab: Any = None
+        self.vocab: Optional[Vocabulary] = None
         self.cache: Optional[IdCache] = None
         self.corpus: Optional[EncodedCorpus] = None
-        self.trainer: Any = None
+        self.trainer: Optional[Trainer] = None
         self.started = time.monotonic()
         self._input_files: list[Path] = []  # the local source's files, in reading order
         self.elapsed_before = 0.0  # wall time of earlier, interrupted runs
@@ -475,7 +480,9 @@ class TrainingRun:
                 "place (start over with --fresh, which deletes the checkpoint)"
             ) from None
 
-    def _restore(self, checkpoint: Optional[Checkpoint], plan: ResumePlan) -> Any:
+    def _restore(
+        self, checkpoint: Optional[Checkpoint], plan: ResumePlan
+    ) -> Optional[TrainingState]:
         """Restores documents, counts, position and (per ``plan``) corpus and training state;
         returns the TrainingState to resume from, or None."""
         if checkpoint is None:
@@ -504,6 +511,12 @@ class TrainingRun:
             # Opaque bytes: the engine checks them when the trainer resumes from them.
             return css_rs.TrainingState.from_bytes(data)
         return None
+
+    def _vocabulary(self) -> Vocabulary:
+        """The run's vocabulary, which phase 2 builds or a checkpoint restores before any use."""
+        if self.vocab is None:
+            raise RuntimeError("the vocabulary is used before phase 2 built it")
+        return self.vocab
 
     def _elapsed(self) -> float:
         return self.elapsed_before + (time.monotonic() - self.started)
@@ -692,7 +705,7 @@ class TrainingRun:
             "documents); the source may have more. Use --max-batches none to read all of it."
         )
 
-    def _stream_batches(self, source: Any) -> bool:
+    def _stream_batches(self, source: Source) -> bool:
         assert self.cache is not None
         stats, every = self.stream, self.config.save_checkpoint_every
         base_seconds, t0 = stats.seconds, time.monotonic()
@@ -719,7 +732,7 @@ class TrainingRun:
         floor = min(STREAM_CHECKPOINT_SECONDS, self.config.checkpoint_every_seconds)
         return time.monotonic() - self._stream_saved_at >= floor
 
-    def _take_batch(self, batch: Any, base_seconds: float, t0: float) -> None:
+    def _take_batch(self, batch: Batch, base_seconds: float, t0: float) -> None:
         """Caches and counts one batch: all of it or, on Ctrl+C, none of it."""
         assert self.cache is not None
         stats = self.stream
@@ -762,7 +775,7 @@ class TrainingRun:
         t0 = time.monotonic()
         assert self.cache is not None
         self.vocab, remap = self.cache.vocabulary(cfg.min_word_freq, cfg.max_vocab_size)
-        if len(self.vocab) == 0:
+        if len(self._vocabulary()) == 0:
             times = format_quantity(cfg.min_word_freq, "time")
             documents = format_quantity(self.stream.documents, "document")
             raise InputError(
@@ -770,7 +783,7 @@ class TrainingRun:
                 "--min-word-freq or stream more documents"
             )
         self.out.ok(
-            f"Vocabulary built: {format_count(len(self.vocab))} words of "
+            f"Vocabulary built: {format_count(len(self._vocabulary()))} words of "
             f"{format_count(self.cache.distinct_words)} distinct (min_word_freq "
             f"{cfg.min_word_freq}, max_vocab_size {format_count(cfg.max_vocab_size)})"
         )
@@ -822,7 +835,7 @@ class TrainingRun:
             )
         files = {"ids": ids_out.record, "offsets": offsets_out.record}
         vocab = self.store.write_sidecar(
-            "vocabulary", generation, "json", self.vocab.to_json().encode("utf-8")
+            "vocabulary", generation, "json", self._vocabulary().to_json().encode("utf-8")
         )
         files["vocabulary"] = vocab
         return self._map_corpus(files)
@@ -833,14 +846,14 @@ class TrainingRun:
 
     # -- phase 3 --------------------------------------------------------------------------
 
-    def _train_phase(self, state: Any) -> Any:
+    def _train_phase(self, state: Optional[TrainingState]) -> CSSModel:
         assert self.corpus is not None
         cfg = self.config
         self.out.phase(3, "TRAINING CSS MODEL")
         self.out.settings(
             "Initialized CSS model",
             {
-                "Vocabulary size": format_count(len(self.vocab)),
+                "Vocabulary size": format_count(len(self._vocabulary())),
                 "Corpus tokens": format_count(self.corpus.tokens),
                 "Frequency dimension": str(cfg.frequency_dim),
                 "Max frequencies per word": str(cfg.max_frequencies),
@@ -857,7 +870,7 @@ class TrainingRun:
         self.out.line()
         try:
             self.trainer = css_rs.Trainer(
-                (self.corpus.ids, self.corpus.offsets), self.vocab, cfg, state=state
+                (self.corpus.ids, self.corpus.offsets), self._vocabulary(), cfg, state=state
             )
         except InputError as e:
             if state is None:
@@ -876,7 +889,7 @@ class TrainingRun:
         return self.trainer.model()
 
     def _train_steps(self) -> None:
-        assert self.corpus is not None
+        assert self.corpus is not None and self.trainer is not None
         trainer, stats, corpus = self.trainer, self.train_stats, self.corpus
         base_seconds, t0 = stats.seconds, time.monotonic()
         last_checkpoint = t0
@@ -903,7 +916,9 @@ class TrainingRun:
     def _warn_if_collapsed(self) -> None:
         """ALGORITHM.md: training must never collapse silently."""
         epochs = self.train_stats.epoch_stats
-        for message in collapse_warnings(epochs, len(self.vocab), self.config.frequency_dim):
+        for message in collapse_warnings(
+            epochs, len(self._vocabulary()), self.config.frequency_dim
+        ):
             self.out.line(f"warning: {message}")
 
     def _record_epochs(self) -> None:
@@ -939,7 +954,7 @@ class TrainingRun:
 
     # -- phase 4 --------------------------------------------------------------------------
 
-    def _save_phase(self, model: Any) -> RunResult:
+    def _save_phase(self, model: CSSModel) -> RunResult:
         cfg = self.config
         self.out.phase(4, "SAVING MODEL")
         model_path = Path(cfg.model_path)
@@ -953,7 +968,7 @@ class TrainingRun:
             None,
             self.stream,
             self.train_stats,
-            len(self.vocab),
+            len(self._vocabulary()),
             self._elapsed(),
         )
         metadata = run_report.metadata(self.resolved, self.stream, self.train_stats, result)
@@ -987,7 +1002,7 @@ def _map_read_only(path: Path) -> mmap.mmap:
         return mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
 
 
-def _train_line(progress: Any) -> str:
+def _train_line(progress: Progress) -> str:
     return (
         f"epoch {progress.epoch}/{progress.epochs} · loss {float(progress.loss):.4f} · "
         f"active {float(progress.avg_active):.2f} · lr {float(progress.learning_rate):.4f} · "
@@ -995,7 +1010,7 @@ def _train_line(progress: Any) -> str:
     )
 
 
-def _vocabulary_from_json(text: str, path: Path) -> Any:
+def _vocabulary_from_json(text: str, path: Path) -> Vocabulary:
     try:
         return css_rs.Vocabulary.from_json(text)
     except InputError as e:

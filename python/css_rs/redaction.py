@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import re
 import threading
-from typing import Any
+from typing import Any, Optional
 
 REDACTED = "<redacted>"
 # Shorter values are not treated as secrets: replacing "ab" everywhere would garble messages.
@@ -28,7 +28,7 @@ _BEARER = re.compile(r"(?i)\b(bearer|basic)(\s+)[^\s\"',;)}\]]+")
 _HF_TOKEN = re.compile(r"\bhf_[A-Za-z0-9]{6,}")
 
 
-def register_secret(value: str | None) -> None:
+def register_secret(value: Optional[str]) -> None:
     """Remembers ``value`` (e.g. a token read from a file) as a secret to redact from now on."""
     if value and len(value.strip()) >= MIN_SECRET_LENGTH:
         with _lock:

@@ -45,7 +45,7 @@ def format_count(n: float) -> str:
     return f"{round(n):,}"
 
 
-def format_quantity(n: float, noun: str, plural: str | None = None) -> str:
+def format_quantity(n: float, noun: str, plural: Optional[str] = None) -> str:
     """``1`` row -> ``1 row``, ``1234`` rows -> ``1,234 rows`` (plural: ``noun`` + s, unless
     given: ``format_quantity(3, "batch", "batches")``)."""
     word = noun if round(n) == 1 else (plural or noun + "s")

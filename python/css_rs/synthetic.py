@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
+from typing import Optional
 
 TOPICS: dict[str, list[str]] = {
     "animals": "cat dog horse cow sheep goat rabbit mouse lion tiger wolf fox".split(),
@@ -51,7 +52,7 @@ def topic_words(topic: str) -> list[str]:
     return TOPICS[topic] + extra
 
 
-def cluster_of(word: str) -> str | None:
+def cluster_of(word: str) -> Optional[str]:
     """The topic a (single-sense) content word belongs to, or None."""
     for topic, words in TOPICS.items():
         if word in words:

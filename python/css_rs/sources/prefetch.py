@@ -19,7 +19,7 @@ import itertools
 import queue
 import threading
 from collections.abc import Iterator
-from typing import Any, Callable, Generic, TypeVar
+from typing import Any, Callable, Generic, Optional, TypeVar
 
 T = TypeVar("T")
 
@@ -37,7 +37,7 @@ class Prefetcher(Generic[T]):
         *,
         poll_seconds: float = 0.05,
         join_seconds: float = 1.0,
-        on_stop: Callable[[], None] | None = None,
+        on_stop: Optional[Callable[[], None]] = None,
     ) -> None:
         if depth < 1:
             raise ValueError(f"prefetch depth = {depth} is invalid: must be an integer >= 1")
@@ -55,7 +55,7 @@ class Prefetcher(Generic[T]):
 
     # --- producer side (background thread) -------------------------------------------------
     def _run(self) -> None:
-        iterator: Iterator[T] | None = None
+        iterator: Optional[Iterator[T]] = None
         try:
             iterator = self._make_iterator()
             for item in iterator:
