@@ -23,6 +23,7 @@ from css_rs.model import load
 from test_distributed import config_for, spectra_equal, write_shards
 
 ray = pytest.importorskip("ray")
+pytestmark = pytest.mark.slow  # a real Ray cluster starts
 
 
 def keep_ray_on_loopback(patch: pytest.MonkeyPatch) -> None:

@@ -22,6 +22,7 @@ from test_distributed import config_for, spectra_equal, write_shards
 from test_distributed_ray import keep_ray_on_loopback
 
 ray = pytest.importorskip("ray")
+pytestmark = pytest.mark.slow  # a real Ray cluster starts
 cluster_utils = pytest.importorskip("ray.cluster_utils")
 
 LOOPBACK = "127.0.0.1"
