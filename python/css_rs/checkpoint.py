@@ -52,6 +52,9 @@ from css_rs.redaction import redact_object
 
 MANIFEST_FORMAT = "css-rs-checkpoint"
 MANIFEST_VERSION = 2  # 1: documents cached as JSON text (css-rs before the id cache)
+# A checkpoint's phase (the manifest's "phase"): what its files hold.
+PHASE_STREAMING = "streaming"  # the id cache so far
+PHASE_TRAINING = "training"  # the converted corpus, vocabulary and (once training runs) state
 SHARD_MAX_BYTES = 64 * 1024 * 1024
 _HASH_BLOCK = 1024 * 1024
 

@@ -43,6 +43,8 @@ import css_rs
 from css_rs import run_report
 from css_rs._core import Progress, TrainingState, Vocabulary
 from css_rs.checkpoint import (
+    PHASE_STREAMING,
+    PHASE_TRAINING,
     Checkpoint,
     CheckpointError,
     CheckpointStore,
@@ -70,9 +72,6 @@ from css_rs.training import Trainer, collapse_warnings, untrained_loss
 
 if TYPE_CHECKING:  # the sources import their HTTP and parquet stacks: only when streaming
     from css_rs.sources import Batch, Source
-
-PHASE_STREAMING = "streaming"  # a checkpoint's phase (the manifest's "phase")
-PHASE_TRAINING = "training"
 
 
 # Streaming checkpoints are paced by time as well as by batches (see _stream_checkpoint_due),
@@ -462,7 +461,8 @@ class TrainingRun:
             )
         store.truncate_shards(checkpoint)
         self.generation = checkpoint.generation
-        run_report.announce_resume(self.out, checkpoint, differences)
+        stream = StreamStats.from_json(checkpoint.stream)
+        run_report.announce_resume(self.out, checkpoint, stream, differences)
         return checkpoint
 
     def _check_records(self, checkpoint: Checkpoint) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import css_rs
+from css_rs.checkpoint import PHASE_STREAMING
 from css_rs.config import ResolvedConfig, TrainConfig
 from css_rs.files import utc_timestamp
 from css_rs.reporter import Reporter, format_count, format_seconds
@@ -52,11 +53,10 @@ def announce(out: Reporter, resolved: ResolvedConfig) -> None:
         out.line(f"  Config file: {resolved.config_file}")
 
 
-def announce_resume(out: Reporter, checkpoint: Checkpoint, differences: list[str]) -> None:
-    from css_rs.pipeline import PHASE_STREAMING, StreamStats
-
+def announce_resume(
+    out: Reporter, checkpoint: Checkpoint, stream: StreamStats, differences: list[str]
+) -> None:
     out.banner("RESUMING FROM CHECKPOINT", out.resume_char)
-    stream = StreamStats.from_json(checkpoint.stream)
     out.line(f"Checkpoint from: {checkpoint.timestamp}")
     phase = checkpoint.phase
     if phase == PHASE_STREAMING and stream.complete:

@@ -88,7 +88,7 @@ class ModelCommand(Command):
 
     def _where_model_is_missing(self, ctx: Any, args: list[str]) -> Optional[int]:
         """The index at which to insert the default MODEL, or None when MODEL was given."""
-        if any(a in ("--help",) for a in args):
+        if "--help" in args:  # help needs no model, nor the settings that name it
             return None
         positions = self._positional_indices(ctx, args)
         required = sum(
