@@ -250,6 +250,16 @@ def test_the_default_model_follows_the_settings(
     assert run("similar", "cat").exit_code == 0
 
 
+def test_bad_settings_for_the_default_model_are_one_line(trained_here: Path) -> None:
+    (trained_here / "css-rs.toml").write_text("[checkpoint]\nmodel_path = 5\n")
+    done = css_rs_process("info")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr == (
+        "error: model_path = 5 is invalid: must be a string (set by file css-rs.toml)\n"
+    )
+    assert (trained_here / "models" / "css_model.json").is_file()  # nothing saved is touched
+
+
 def test_k_is_the_number_of_words_everywhere() -> None:
     for command in ("spectrum", "similar", "polysemy", "modes"):
         text = runner.invoke(app, [command, "--help"], env={"COLUMNS": "80"}).stdout

@@ -157,6 +157,11 @@ def _run_app() -> None:
     except BrokenPipeError:
         _silence_stdout()
         sys.exit(EXIT_BROKEN_PIPE)
+    except CssRsError as e:
+        # Raised while the arguments are parsed, before a command's handle_errors: a MODEL left
+        # out is read from the settings, which may be wrong. The same line and exit code.
+        typer.echo(f"error: {redact(_one_line(e))}", err=True)
+        sys.exit(EXIT_USAGE if isinstance(e, InputError) else EXIT_FAILURE)
     except Exception as e:
         if type(e).__name__ == "Abort":  # click's Ctrl+C / end of input at a prompt
             typer.echo("interrupted", err=True)
