@@ -173,6 +173,8 @@ def test_polysemy_rejects_bad_options(model_path: Path) -> None:
     assert run("polysemy", model_path, "--rank", "loudest").exit_code == 2
     assert run("polysemy", model_path, "--peak-ratio", "2").exit_code == 2
     assert run("polysemy", model_path, "--top", "0").exit_code == 2
+    bad = run("polysemy", model_path, "bank", "--min-count", "-1")
+    assert bad.exit_code == 2 and "--min-count" in bad.stderr
 
 
 # --- help ----------------------------------------------------------------------------------
