@@ -83,15 +83,6 @@ impl SparseAcc {
         (self.re[f as usize], self.im[f as usize])
     }
 
-    /// The largest squared magnitude among the listed entries (0 when none): a step of
-    /// `scale * self` can make no entry larger than `scale² * max_mag2()`.
-    pub fn max_mag2(&self) -> f32 {
-        self.touched().iter().fold(0.0f32, |m, &f| {
-            let (re, im) = self.get(f);
-            m.max(re * re + im * im)
-        })
-    }
-
     pub fn scale(&mut self, s: f32) {
         for &f in &self.listed[..self.len] {
             self.re[f as usize] *= s;

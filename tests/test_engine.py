@@ -287,6 +287,20 @@ def test_balanced_selection_spreads_words_over_frequencies(
     assert good / len(words) >= 0.8
 
 
+def test_negatives_are_updated_unless_their_rate_is_zero(
+    corpus: list[str], vocab: Vocabulary
+) -> None:
+    # negative_lr_scale 0 leaves negatives to the context updates' error term: their own
+    # updates are skipped (no load or store), so the epoch statistics count none.
+    def negative_updates(scale: float) -> int:
+        trainer = Trainer(corpus[:400], vocab, ONE_THREAD.replace(negative_lr_scale=scale))
+        trainer.run()
+        return sum(e["negative_updates"] for e in trainer.epoch_stats)
+
+    assert negative_updates(0.1) > 0
+    assert negative_updates(0.0) == 0
+
+
 def test_corpus_arrays_are_validated(vocab: Vocabulary) -> None:
     bad_id = np.array([0, len(vocab)], dtype=np.uint32)
     trainer = Trainer((bad_id, np.array([0, 2])), vocab, ONE_THREAD)

@@ -51,6 +51,16 @@ impl Balance {
         }
     }
 
+    /// A balance with these selection weights (for tests of what uses them).
+    #[cfg(test)]
+    pub(super) fn with_weights(weights: Vec<f32>) -> Self {
+        Balance {
+            pending: vec![0; weights.len()],
+            weights,
+            ..Balance::default()
+        }
+    }
+
     /// Takes the weights from the current counts (at a document start: with one thread, a
     /// run paused and resumed between documents sees the same weights).
     pub(super) fn refresh(&mut self, sh: &Shared<'_>) {

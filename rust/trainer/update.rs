@@ -16,10 +16,10 @@ const AMP_LIMIT: f32 = 1.0e6;
 pub(super) struct Work {
     pub(super) ctx: SparseAcc,
     pub(super) err: SparseAcc,
-    /// The largest squared magnitude in `ctx` and `err` (exploration only): a step too small
-    /// to lift any of their entries over the bar needs no scan for new candidates.
-    pub(super) ctx_max2: f32,
-    pub(super) err_max2: f32,
+    /// Bounds on the entries of `ctx` and `err` (exploration only): a step too small to lift
+    /// any of their entries over the bar needs no scan for new candidates.
+    pub(super) ctx_bounds: Bounds,
+    pub(super) err_bounds: Bounds,
     /// The frequencies already among an exploration step's candidates.
     pub(super) members: Members,
     pub(super) cands: Vec<Cand>,
@@ -29,6 +29,39 @@ pub(super) struct Work {
     pub(super) slots: [Cand; MAX_K],
     /// Usage-balanced selection's state (unused when it is off).
     pub(super) balance: Balance,
+}
+
+/// The largest squared magnitude among an accumulator's entries, plain and times its
+/// frequency's selection weight: a step of `scale * x` gives no new entry a squared magnitude
+/// above `scale² * max2`, nor a selection key above `scale² * key_max2`.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Bounds {
+    pub(super) max2: f32,
+    pub(super) key_max2: f32,
+}
+
+impl Bounds {
+    /// No bound: every step is scanned.
+    pub(super) const NONE: Bounds = Bounds {
+        max2: f32::INFINITY,
+        key_max2: f32::INFINITY,
+    };
+
+    /// The bounds of `x` under the selection weights of `balance` (all 1 when selection is
+    /// not balanced).
+    pub(super) fn of(x: &SparseAcc, balance: &Balance) -> Bounds {
+        let (mut max2, mut key_max2) = (0.0f32, 0.0f32);
+        for &f in x.touched() {
+            let (re, im) = x.get(f);
+            let mag2 = re * re + im * im;
+            // Comparisons rather than f32::max: a NaN is skipped either way, and a plain
+            // maximum is one instruction instead of a NaN-aware sequence on the hot path.
+            max2 = if mag2 > max2 { mag2 } else { max2 };
+            let key = mag2 * balance.weight(f);
+            key_max2 = if key > key_max2 { key } else { key_max2 };
+        }
+        Bounds { max2, key_max2 }
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -54,26 +87,25 @@ pub(super) fn update_word(
     let Work {
         ctx,
         err,
-        ctx_max2,
-        err_max2,
+        ctx_bounds,
+        err_bounds,
         members,
         cands,
         step,
         slots,
         balance,
     } = work;
-    let (x, x_max2) = match which {
-        Acc::Ctx => (&*ctx, *ctx_max2),
-        Acc::Err => (&*err, *err_max2),
+    let (x, bounds) = match which {
+        Acc::Ctx => (&*ctx, *ctx_bounds),
+        Acc::Err => (&*err, *err_bounds),
     };
     if explore {
-        let step_max2 = scale * scale * x_max2;
         explore_step(
             sh,
             word,
             current,
             scale,
-            (x, step_max2),
+            (x, bounds),
             lr,
             members,
             cands,
@@ -95,7 +127,7 @@ fn explore_step(
     word: u32,
     current: &WordBuf,
     scale: f32,
-    (x, step_max2): (&SparseAcc, f32),
+    (x, bounds): (&SparseAcc, Bounds),
     lr: f32,
     members: &mut Members,
     cands: &mut Vec<Cand>,
@@ -136,15 +168,29 @@ fn explore_step(
     // (With usage-balanced selection the bar is the smallest own key: weights are at most 1,
     // so a weaker entry cannot win even on an uncrowded frequency.)
     if own >= k {
-        let smallest = cands
-            .iter()
-            .fold(f32::INFINITY, |m, c| m.min(c.mag2 * balance.weight(c.f)));
+        // (A comparison rather than f32::min, as in `Bounds::of`.)
+        let smallest = cands.iter().fold(f32::INFINITY, |m, c| {
+            let key = c.mag2 * balance.weight(c.f);
+            if key < m {
+                key
+            } else {
+                m
+            }
+        });
         bar = bar.max(smallest);
     }
     // The scan finds nothing when no entry of the step can clear the bar (most steps of
-    // negatives and context words: small rates times small values). The margin covers the
-    // rounding of the bound against the kernel's own products, so results do not change.
-    if step_max2 * 1.001 > bar {
+    // negatives and context words: small rates times small values). With balanced selection
+    // and K own entries, a newcomer must beat the bar by its key (its magnitude times its
+    // frequency's weight), and the large entries of a step are mostly on crowded frequencies:
+    // the weighted bound skips most scans. The margin covers the rounding of the bound against
+    // the kernel's own products, so results do not change.
+    let x_bound = if sh.balanced() && own >= k {
+        bounds.key_max2
+    } else {
+        bounds.max2
+    };
+    if scale * scale * x_bound * 1.001 > bar {
         sh.isa.new_candidates(x, scale, bar, members, cands);
     }
     if sh.balanced() && own >= k {
@@ -367,5 +413,66 @@ fn shrink_and_normalise(p: &TrainParams, thr: f32, cands: &mut [Cand]) {
                 c.mag2 *= f * f;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::Isa;
+    use crate::rng::Rng;
+    use crate::spectra::WordBuf;
+
+    /// A random accumulator over `0..d` with about `n` words of `k` entries added.
+    fn random_acc(rng: &mut Rng, d: usize, k: usize, n: usize) -> SparseAcc {
+        let mut acc = SparseAcc::default();
+        for _ in 0..n {
+            let mut w = WordBuf::default();
+            for j in 0..k {
+                w.freq[j] = rng.below(d) as u16;
+                w.re[j] = rng.next_f32() * 2.0 - 1.0;
+                w.im[j] = rng.next_f32() * 2.0 - 1.0;
+            }
+            w.len = k;
+            acc.add_word(&w, rng.next_f32());
+        }
+        acc
+    }
+
+    /// Whenever the bounds say a step can lift no entry over the bar, the scan (and the key
+    /// filter of balanced selection) finds no new candidate: skipping it changes nothing.
+    #[test]
+    fn a_step_within_the_bounds_has_no_new_candidates() {
+        let mut rng = Rng::new(7);
+        let d = 200;
+        let (mut skipped, mut scanned) = (0, 0);
+        for case in 0..2000 {
+            let acc = random_acc(&mut rng, d, 16, 1 + case % 6);
+            let weights: Vec<f32> = (0..d).map(|_| rng.next_f32().powi(8)).collect();
+            let balance = Balance::with_weights(weights);
+            let bounds = Bounds::of(&acc, &balance);
+            let scale = rng.next_f32() * 0.5;
+            let bar = rng.next_f32() * 0.05;
+            let mut members = Members::default();
+            members.restart();
+            let mut unweighted = Vec::new();
+            Isa::detect().new_candidates(&acc, scale, bar, &members, &mut unweighted);
+            let mut cands = unweighted.clone();
+            balance.drop_weaker_newcomers(&mut cands, 0, bar);
+            if scale * scale * bounds.key_max2 * 1.001 <= bar {
+                skipped += 1;
+                assert!(cands.is_empty(), "case {case}: {} candidates", cands.len());
+            } else {
+                scanned += 1;
+            }
+            if scale * scale * bounds.max2 * 1.001 <= bar {
+                assert!(unweighted.is_empty(), "case {case}");
+            }
+        }
+        // Both sides of the bound were exercised.
+        assert!(
+            skipped > 100 && scanned > 100,
+            "{skipped} skipped, {scanned} scanned"
+        );
     }
 }

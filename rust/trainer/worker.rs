@@ -5,7 +5,7 @@ use super::balance::Balance;
 use super::corpus::Corpus;
 use super::params::{learning_rate, Loss, TrainParams};
 use super::stats::Tally;
-use super::update::{update_word, Acc, Work};
+use super::update::{update_word, Acc, Bounds, Work};
 use crate::kernels::{Cand, Isa, Members, SparseAcc, Step};
 use crate::rng::Rng;
 use crate::sampler::AliasSampler;
@@ -79,8 +79,8 @@ impl Scratch {
             work: Work {
                 ctx: SparseAcc::default(),
                 err: SparseAcc::default(),
-                ctx_max2: f32::INFINITY,
-                err_max2: f32::INFINITY,
+                ctx_bounds: Bounds::NONE,
+                err_bounds: Bounds::NONE,
                 members: Members::default(),
                 cands: Vec::with_capacity(p.max_frequencies * (2 * w + p.negative_count + 2)),
                 step: Step::default(),
@@ -277,7 +277,7 @@ fn train_position(
     }
     work.ctx.scale(1.0 / n_ctx as f32);
     if explore {
-        work.ctx_max2 = work.ctx.max_mag2();
+        work.ctx_bounds = Bounds::of(&work.ctx, &work.balance);
     }
 
     let target = sentence[t];
@@ -331,7 +331,7 @@ fn train_position(
             work.err.add_word(&bufs.negs[i], -gn);
         }
         if explore {
-            work.err_max2 = work.err.max_mag2();
+            work.err_bounds = Bounds::of(&work.err, &work.balance);
         }
     }
 
@@ -349,7 +349,9 @@ fn train_position(
     updated.push(target);
     let lr_neg = lr * p.negative_lr_scale;
     for (i, &(neg, gn)) in negs.iter().enumerate() {
-        if gn == 0.0 {
+        // A step of zero changes nothing: skip its load and store (`negative_lr_scale` 0
+        // leaves negatives to the context updates' error term).
+        if lr_neg * gn == 0.0 {
             continue;
         }
         if updated.contains(&neg) {
