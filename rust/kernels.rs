@@ -525,22 +525,24 @@ mod avx2 {
     }
 }
 
+/// A word of `len` random entries over `0..d`, values in (-2, 2), for tests of what reads
+/// words (stale slots past `len`, as a reused buffer has them).
+#[cfg(test)]
+pub(crate) fn random_word(rng: &mut crate::rng::Rng, len: usize, d: usize) -> WordBuf {
+    let mut w = WordBuf::default();
+    for j in 0..MAX_K {
+        w.freq[j] = rng.below(d) as u16;
+        w.re[j] = rng.next_f32() * 4.0 - 2.0;
+        w.im[j] = rng.next_f32() * 4.0 - 2.0;
+    }
+    w.len = len;
+    w
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::rng::Rng;
-
-    fn random_word(rng: &mut Rng, len: usize, d: usize) -> WordBuf {
-        let mut w = WordBuf::default();
-        // Stale slots past len, as a reused buffer has them.
-        for j in 0..MAX_K {
-            w.freq[j] = rng.below(d) as u16;
-            w.re[j] = rng.next_f32() * 4.0 - 2.0;
-            w.im[j] = rng.next_f32() * 4.0 - 2.0;
-        }
-        w.len = len;
-        w
-    }
 
     /// The SIMD forms called directly, for every length (the dispatch sends words of up to
     /// GATHER_ABOVE entries to the scalar form).

@@ -419,22 +419,15 @@ fn shrink_and_normalise(p: &TrainParams, thr: f32, cands: &mut [Cand]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::Isa;
+    use crate::kernels::{random_word, Isa};
     use crate::rng::Rng;
-    use crate::spectra::WordBuf;
 
-    /// A random accumulator over `0..d` with about `n` words of `k` entries added.
+    /// A random accumulator over `0..d`: `n` words of `k` entries added.
     fn random_acc(rng: &mut Rng, d: usize, k: usize, n: usize) -> SparseAcc {
         let mut acc = SparseAcc::default();
         for _ in 0..n {
-            let mut w = WordBuf::default();
-            for j in 0..k {
-                w.freq[j] = rng.below(d) as u16;
-                w.re[j] = rng.next_f32() * 2.0 - 1.0;
-                w.im[j] = rng.next_f32() * 2.0 - 1.0;
-            }
-            w.len = k;
-            acc.add_word(&w, rng.next_f32());
+            let scale = rng.next_f32();
+            acc.add_word(&random_word(rng, k, d), scale);
         }
         acc
     }
