@@ -15,7 +15,6 @@ Interrupts are sent at known moments: ``CSS_RS_TEST_HOLD=EVENT:N`` makes the pro
 
 from __future__ import annotations
 
-import os
 import signal
 import stat
 import subprocess
@@ -27,23 +26,9 @@ import pytest
 
 from css_rs.checkpoint import CheckpointStore
 from css_rs.reporter import format_quantity
+from helpers import clean_env, small_run_flags
 
-SETTINGS = [
-    "--threads", "1",
-    "--sample", "1e-3",
-    "--synthetic-documents", "400",
-    "--batch-size", "20",
-    "--max-batches", "none",
-    "--save-checkpoint-every", "4",
-    "--min-word-freq", "2",
-    "--epochs", "3",
-    "--checkpoint-every-seconds", "0.001",  # no time floor between streaming checkpoints
-]  # fmt: skip
-
-
-def env(**extra: str) -> dict[str, str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("CSS_RS_")}
-    return {**base, "CSS_RS_TEST_STEP_SECONDS": "0.005", **extra}
+SETTINGS = small_run_flags(400)
 
 
 def start(cwd: Path, *args: str, hold: Optional[str] = None) -> subprocess.Popen[str]:
@@ -51,7 +36,7 @@ def start(cwd: Path, *args: str, hold: Optional[str] = None) -> subprocess.Popen
     return subprocess.Popen(
         [sys.executable, "-m", "css_rs", *args],
         cwd=cwd,
-        env=env(**extra),
+        env=clean_env(**extra),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
@@ -73,7 +58,7 @@ def run(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "css_rs", *args],
         cwd=cwd,
-        env=env(),
+        env=clean_env(),
         capture_output=True,
         text=True,
         timeout=120,
@@ -183,7 +168,7 @@ def test_files_get_the_umask_mode(tmp_path: Path, umask: int, mode: int) -> None
         done = subprocess.run(
             [sys.executable, "-c", code, *args],
             cwd=tmp_path,
-            env=env(),
+            env=clean_env(),
             capture_output=True,
             text=True,
             timeout=120,
@@ -191,7 +176,7 @@ def test_files_get_the_umask_mode(tmp_path: Path, umask: int, mode: int) -> None
         assert done.returncode == 0, done.stderr
     config = tmp_path / "c.toml"
     subprocess.run(
-        [sys.executable, "-c", code, "config", "init", str(config)], env=env(), check=True
+        [sys.executable, "-c", code, "config", "init", str(config)], env=clean_env(), check=True
     )
     files = [*model_dir.iterdir(), config]
     assert len(files) == 4  # model, metadata, backup, config
@@ -219,7 +204,7 @@ def test_counts_of_one_are_singular(tmp_path: Path) -> None:
 def test_help_keeps_brackets() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "css_rs", "train", "--help"],
-        env={**env(), "COLUMNS": "250"},
+        env={**clean_env(), "COLUMNS": "250"},
         capture_output=True,
         text=True,
         timeout=60,

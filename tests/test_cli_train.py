@@ -9,7 +9,6 @@ spectra of an uninterrupted run.
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 import subprocess
@@ -21,30 +20,14 @@ import pytest
 
 import css_rs
 from css_rs.checkpoint import CheckpointStore
+from helpers import clean_env, small_run_flags
 
 # Small but not trivial: 40 batches (10 streaming checkpoints), ~150 K training tokens in many
-# short steps, so that every phase has several moments to interrupt (word2vec's subsampling
-# of 1e-3 rather than the default 1e-4, which keeps ~10% of so small a corpus).
-SETTINGS = [
-    "--threads", "1",
-    "--sample", "1e-3",
-    "--synthetic-documents", "800",
-    "--batch-size", "20",
-    "--max-batches", "none",
-    "--save-checkpoint-every", "4",
-    "--min-word-freq", "2",
-    "--epochs", "3",
-    "--checkpoint-every-seconds", "0.001",  # no time floor between streaming checkpoints
-]  # fmt: skip
+# short steps.
+SETTINGS = small_run_flags(800)
 MODEL = Path("models/css_model.json")
 CHECKPOINT = Path("checkpoints/training_checkpoint.json")
 CACHE = Path("checkpoints/training_checkpoint.cache")
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CSS_RS_")}
-    env["CSS_RS_TEST_STEP_SECONDS"] = "0.005"
-    return {**env, **extra}
 
 
 def train_as_given(cwd: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
