@@ -294,9 +294,13 @@ impl SharedSpectra {
     #[inline]
     pub fn load(&self, w: usize, buf: &mut WordBuf) {
         let (freqs, values, _) = self.record(w);
+        // The non-empty mask is built from the words as loaded, in registers: reading the
+        // copies back (as `nonempty_slots` does) stalled on store forwarding.
+        let mut nonempty = 0u64;
         for (q, (packed, copy)) in freqs.iter().zip(&mut buf.packed).enumerate() {
             let packed = packed.load(Relaxed);
             *copy = packed;
+            nonempty |= nonempty_lanes(packed) << (4 * q);
             for (i, f) in buf.freq[4 * q..4 * q + 4].iter_mut().enumerate() {
                 *f = (packed >> (16 * i)) as u16;
             }
@@ -304,7 +308,6 @@ impl SharedSpectra {
         for ((value, re), im) in values.iter().zip(&mut buf.re).zip(&mut buf.im) {
             (*re, *im) = unpack_complex(value.load(Relaxed));
         }
-        let nonempty = nonempty_slots(&buf.packed[..freqs.len()]);
         // Compact: the non-empty slots are exactly the first `len`.
         buf.len = (!nonempty).trailing_zeros() as usize;
         if !is_compact(nonempty) {
