@@ -1,6 +1,7 @@
 """``css-rs train`` end to end against gensim ``Word2Vec(corpus_file=...)``, in one run (issue 14).
 
     python benches/end_to_end.py [--epochs 5] [--threads 2] [--rare-per-line 8]
+                                 [--also "--max-frequencies 8 --balance-gamma 0"]
 
 1. css-rs, the whole command as a user types it, in a subprocess:
    ``css-rs train --source text --path gcide.txt --epochs 5 --threads 2`` (defaults otherwise):
@@ -13,7 +14,11 @@
    (~2 M distinct words; written to a temporary folder): its docs/s against gcide's, its peak
    RSS, and the id cache's bytes per token (1 epoch: only the streaming phase is compared);
    then again with a checkpoint every 20 batches (the guide's ``save_checkpoint_every``, no
-   time floor), to show what checkpoints cost once 2 M words have been seen.
+   time floor), to show what checkpoints cost once 2 M words have been seen. Throughput is
+   compared per token: the rare words add 46% more tokens to every document, so documents
+   per second would fall by a third even at an equal cost per token (both are printed).
+4. With ``--also FLAGS`` (repeatable), css-rs again with those flags added, as extra rows: to
+   show what a setting costs end to end, never in place of the defaults.
 
 Prints a markdown table. Needs the ``bench`` extra (gensim); skips (exit 0) when
 ``../shared/data/gcide.txt.gz`` is absent. Times on a shared machine drift: read the ratios.
@@ -123,6 +128,7 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rare-per-line", type=int, default=8)
+    parser.add_argument("--also", action="append", default=[], metavar="FLAGS")
     parser.add_argument("--gensim-worker", help=argparse.SUPPRESS)
     parser.add_argument("--prepare-worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -146,12 +152,20 @@ def main() -> int:
         cmd += ["--epochs", str(args.epochs), "--threads", str(args.threads)]
         gensim = run_measured(cmd, folder)
         gensim_call = json.loads(gensim.stdout.strip().splitlines()[-1])
+        variants = [
+            (
+                flags,
+                css_train(gcide, folder / f"also-{i}", args.epochs, args.threads, *flags.split()),
+            )
+            for i, flags in enumerate(args.also)
+        ]
         rare_run = css_train(rare, folder / "rare", 1, args.threads)
         # A checkpoint every 20 batches: no time floor below 10 s (the floor is the smaller of
         # 10 s and checkpoint_every_seconds).
         often = ["--save-checkpoint-every", "20", "--checkpoint-every-seconds", "0.001"]
         rare_often = css_train(rare, folder / "rare-often", 1, args.threads, *often)
         print(report(args, css, stats, gensim, gensim_call, tokenize_seconds, rare_run, rare_often))
+        print(variant_rows(variants, gensim_call["seconds"]))
     return 0
 
 
@@ -181,7 +195,8 @@ def report(
         f"{stats['convert_seconds']:.2f} s = **{100 * prep / css.seconds:.0f}%** of the wall "
         f"time (training {stats['train_seconds']:.1f} s) | |",
     ]
-    ratio = rare_stats["docs_per_second"] / stats["docs_per_second"]
+    ratio = rare_stats["tokens_per_second"] / stats["tokens_per_second"]
+    docs_ratio = rare_stats["docs_per_second"] / stats["docs_per_second"]
     ids_per_token = stats["cache_bytes"] / stats["tokens"]
     rare_per_token = rare_stats["cache_bytes"] / rare_stats["tokens"]
     streaming = [
@@ -191,10 +206,10 @@ def report(
         f"| documents, tokens | {stats['documents']:,}, {stats['tokens']:,} | "
         f"{rare_stats['documents']:,}, {rare_stats['tokens']:,} |",
         f"| distinct words | {stats['distinct_words']:,} | {rare_stats['distinct_words']:,} |",
-        f"| docs/s | {stats['docs_per_second']:,.0f} | {rare_stats['docs_per_second']:,.0f} "
-        f"(**{100 * ratio:.0f}%** of gcide's) |",
         f"| tokens/s | {stats['tokens_per_second']:,.0f} | "
-        f"{rare_stats['tokens_per_second']:,.0f} |",
+        f"{rare_stats['tokens_per_second']:,.0f} (**{100 * ratio:.0f}%** of gcide's) |",
+        f"| docs/s | {stats['docs_per_second']:,.0f} | {rare_stats['docs_per_second']:,.0f} "
+        f"({100 * docs_ratio:.0f}%) |",
         f"| id cache | {ids_per_token:.2f} bytes/token | {rare_per_token:.2f} bytes/token |",
         f"| peak RSS of the run | {css.peak_rss_mb:.0f} MB ({args.epochs} epochs) | "
         f"{rare.peak_rss_mb:.0f} MB (1 epoch) |",
@@ -203,6 +218,23 @@ def report(
         f"{rare_often[0].peak_rss_mb:.0f} MB) |",
     ]
     return "\n".join(rows + streaming)
+
+
+def variant_rows(variants: list[tuple[str, tuple[Measured, dict[str, Any]]]], gensim: float) -> str:
+    """The ``--also`` runs: wall time and ratio to gensim, with the defaults' columns."""
+    if not variants:
+        return ""
+    rows = [
+        "",
+        "| css-rs `train` with | wall time | gensim ÷ css-rs | training |",
+        "| --- | --- | --- | --- |",
+    ]
+    for flags, (measured, stats) in variants:
+        rows.append(
+            f"| `{flags}` | {measured.seconds:.1f} s | {gensim / measured.seconds:.2f}× | "
+            f"{stats['train_seconds']:.1f} s |"
+        )
+    return "\n".join(rows)
 
 
 if __name__ == "__main__":
