@@ -136,61 +136,44 @@ fn explore_step(
 ) {
     let p = sh.params;
     let n = current.len.min(MAX_K);
+    let k = p.max_frequencies;
+    let floor2 = prune_floor2(sh, word, true);
+    let inside = sh
+        .isa
+        .step(current, x, scale, floor2, AMP_LIMIT * AMP_LIMIT, step);
+    // Most exploration steps add no frequency and need no clamp or prune: they store their
+    // values as a refinement step does. Telling so needs only the step's own values, so the
+    // candidate list is built only for the others. (A frequency that a torn concurrent write
+    // left twice in the record then stays two entries that add up, as in `refine`.)
+    let own_keys = (0..n).map(|j| step.mag2[j] * balance.weight(current.freq[j]));
+    let bar = newcomer_bar(p, n >= k, own_keys);
+    if !may_add(sh, bounds, scale, bar, n >= k)
+        && inside
+        && store_step_values(sh, word, current, step, lr)
+    {
+        return;
+    }
     members.restart();
     let mut duplicated = false;
     for &f in &current.freq[..n] {
         duplicated |= members.contains(f);
         members.insert(f);
     }
-    let floor2 = prune_floor2(sh, word, true);
     cands.clear();
     let own_inside = if duplicated {
         own_candidates_merging_duplicates(current, scale, x, cands);
         false
     } else {
-        let inside = sh
-            .isa
-            .step(current, x, scale, floor2, AMP_LIMIT * AMP_LIMIT, step);
         cands.extend(step_candidates(current, step));
         inside
     };
     let own = cands.len();
-    let k = p.max_frequencies;
-    // Without normalisation every later step (L1, clamp, max_norm) only shrinks a value, so a
-    // new entry already at or below the prune threshold would be pruned: skip it. And when the
-    // word's own entries already fill K slots, a new entry must beat the smallest of them to
-    // be among the K largest: skip the rest before selecting (most steps are small).
-    let mut bar = if p.normalize == Normalize::None {
-        p.explore_prune_threshold * p.explore_prune_threshold
-    } else {
-        0.0
-    };
-    // (With usage-balanced selection the bar is the smallest own key: weights are at most 1,
-    // so a weaker entry cannot win even on an uncrowded frequency.)
-    if own >= k {
-        // (A comparison rather than f32::min, as in `Bounds::of`.)
-        let smallest = cands.iter().fold(f32::INFINITY, |m, c| {
-            let key = c.mag2 * balance.weight(c.f);
-            if key < m {
-                key
-            } else {
-                m
-            }
-        });
-        bar = bar.max(smallest);
-    }
-    // The scan finds nothing when no entry of the step can clear the bar (most steps of
-    // negatives and context words: small rates times small values). With balanced selection
-    // and K own entries, a newcomer must beat the bar by its key (its magnitude times its
-    // frequency's weight), and the large entries of a step are mostly on crowded frequencies:
-    // the weighted bound skips most scans. The margin covers the rounding of the bound against
-    // the kernel's own products, so results do not change.
-    let x_bound = if sh.balanced() && own >= k {
-        bounds.key_max2
-    } else {
-        bounds.max2
-    };
-    if scale * scale * x_bound * 1.001 > bar {
+    let bar = newcomer_bar(
+        p,
+        own >= k,
+        cands.iter().map(|c| c.mag2 * balance.weight(c.f)),
+    );
+    if may_add(sh, bounds, scale, bar, own >= k) {
         sh.isa.new_candidates(x, scale, bar, members, cands);
     }
     if sh.balanced() && own >= k {
@@ -213,6 +196,41 @@ fn explore_step(
     }
     shrink(p, lr, cands);
     store_kept(sh, word, current, cands, floor2, balance);
+}
+
+/// The squared magnitude a new entry must exceed to matter. Without normalisation every later
+/// step (L1, clamp, max_norm) only shrinks a value, so a new entry already at or below the
+/// prune threshold would be pruned. And when the word's own entries already fill K slots
+/// (`full`), a new entry must beat the smallest of their keys (`own_keys`: magnitude times
+/// selection weight) to be among the K largest; as weights are at most 1, a weaker entry
+/// cannot win even on an uncrowded frequency.
+fn newcomer_bar(p: &TrainParams, full: bool, own_keys: impl Iterator<Item = f32>) -> f32 {
+    let bar = if p.normalize == Normalize::None {
+        p.explore_prune_threshold * p.explore_prune_threshold
+    } else {
+        0.0
+    };
+    if !full {
+        return bar;
+    }
+    // Comparisons rather than f32::min, as in `Bounds::of`.
+    let smallest = own_keys.fold(f32::INFINITY, |m, key| if key < m { key } else { m });
+    bar.max(smallest)
+}
+
+/// Whether a step of `scale` times an accumulator with these bounds can lift any new entry
+/// over `bar`. Most steps of negatives and context words cannot (small rates times small
+/// values), and with balanced selection and K own entries (`full`) a newcomer must beat the
+/// bar by its key, while the large entries of a step are mostly on crowded frequencies: the
+/// weighted bound rules out most scans. The margin covers the rounding of the bound against
+/// the scan's own products, so a scan skipped is one that would have found nothing.
+fn may_add(sh: &Shared<'_>, bounds: Bounds, scale: f32, bar: f32, full: bool) -> bool {
+    let bound = if sh.balanced() && full {
+        bounds.key_max2
+    } else {
+        bounds.max2
+    };
+    scale * scale * bound * 1.001 > bar
 }
 
 /// The own candidates of a word whose record a torn concurrent write left with a frequency
