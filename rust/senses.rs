@@ -156,34 +156,52 @@ pub struct WordSenses {
 
 // --- the inverted index ------------------------------------------------------------------
 
-/// One word's value at a column's frequency.
-#[derive(Debug, Clone, Copy)]
-struct Entry {
-    word: u32,
-    amp: f32,
-    re: f64,
-    im: f64,
-}
-
-impl Entry {
-    /// The word's product with `(zr, zi)` at this column's frequency: `Re(z · conj e)`.
-    #[inline]
-    fn term(&self, zr: f64, zi: f64) -> f64 {
-        zr * self.re + zi * self.im
-    }
-}
-
 /// All active entries grouped by frequency (words ascending within a frequency), and each
 /// slot's value in float64. Built once per model (`PySpectra` keeps it), O(V·K) memory.
+///
+/// The columns are a structure of arrays, so that the column pass (most of the analysis) reads
+/// each field as a stream; each entry also carries its word's largest amplitude, so that
+/// whether the entry is one of its word's peaks is known without a random read.
 pub struct FrequencyIndex {
     starts: Vec<usize>,
-    entries: Vec<Entry>,
+    /// Per entry: the word, its value `amp · (cos φ, sin φ)` and amplitude at the column's
+    /// frequency, and the word's largest amplitude.
+    words: Vec<u32>,
+    entry_re: Vec<f64>,
+    entry_im: Vec<f64>,
+    entry_amp: Vec<f32>,
+    entry_max_amp: Vec<f32>,
     /// Per slot, as `Spectra`'s arrays: `amp · (cos φ, sin φ)` in float64 (0 when empty).
     re: Vec<f64>,
     im: Vec<f64>,
     /// Per word: `sqrt(Σ amp²)` in float64, and the largest amplitude.
     norm: Vec<f64>,
     max_amp: Vec<f32>,
+}
+
+/// One column, or its first part: the entries of one frequency, words ascending.
+#[derive(Clone, Copy)]
+struct Column<'a> {
+    words: &'a [u32],
+    re: &'a [f64],
+    im: &'a [f64],
+    amp: &'a [f32],
+    max_amp: &'a [f32],
+}
+
+impl Column<'_> {
+    /// Entry `j`'s product with `(zr, zi)` at this column's frequency: `Re(z · conj e)`.
+    #[inline]
+    fn term(&self, j: usize, zr: f64, zi: f64) -> f64 {
+        zr * self.re[j] + zi * self.im[j]
+    }
+
+    /// Adds every entry's term to `dots[word]`.
+    fn add_to(&self, zr: f64, zi: f64, dots: &mut [f64]) {
+        for ((&u, &re), &im) in self.words.iter().zip(self.re).zip(self.im) {
+            dots[u as usize] += zr * re + zi * im;
+        }
+    }
 }
 
 impl FrequencyIndex {
@@ -204,27 +222,28 @@ impl FrequencyIndex {
         for f in 0..s.frequency_dim {
             starts[f + 1] += starts[f];
         }
+        let active = |w: usize| s.slots(w).take_while(|&i| s.freq[i] != EMPTY);
         let mut next = starts.clone();
-        let blank = Entry {
-            word: 0,
-            amp: 0.0,
-            re: 0.0,
-            im: 0.0,
-        };
-        let mut entries = vec![blank; starts[s.frequency_dim]];
-        for w in 0..s.vocab_size {
-            for i in s.slots(w).take_while(|&i| s.freq[i] != EMPTY) {
-                let f = s.freq[i] as usize;
-                entries[next[f]] = Entry {
-                    word: w as u32,
-                    amp: s.amp[i],
-                    re: re[i],
-                    im: im[i],
-                };
-                next[f] += 1;
+        let total = starts[s.frequency_dim];
+        let mut words = vec![0u32; total];
+        let mut entry_re = vec![0.0; total];
+        let mut entry_im = vec![0.0; total];
+        let mut entry_amp = vec![0.0f32; total];
+        let mut entry_max_amp = vec![0.0f32; total];
+        let max_amp: Vec<f32> = (0..s.vocab_size)
+            .map(|w| active(w).fold(0.0f32, |m, i| m.max(s.amp[i])))
+            .collect();
+        for (w, &word_max) in max_amp.iter().enumerate() {
+            for i in active(w) {
+                let at = &mut next[s.freq[i] as usize];
+                words[*at] = w as u32;
+                entry_re[*at] = re[i];
+                entry_im[*at] = im[i];
+                entry_amp[*at] = s.amp[i];
+                entry_max_amp[*at] = word_max;
+                *at += 1;
             }
         }
-        let active = |w: usize| s.slots(w).take_while(|&i| s.freq[i] != EMPTY);
         let norm = (0..s.vocab_size)
             .map(|w| {
                 active(w)
@@ -233,12 +252,13 @@ impl FrequencyIndex {
                     .sqrt()
             })
             .collect();
-        let max_amp = (0..s.vocab_size)
-            .map(|w| active(w).fold(0.0f32, |m, i| m.max(s.amp[i])))
-            .collect();
         FrequencyIndex {
             starts,
-            entries,
+            words,
+            entry_re,
+            entry_im,
+            entry_amp,
+            entry_max_amp,
             re,
             im,
             norm,
@@ -246,14 +266,18 @@ impl FrequencyIndex {
         }
     }
 
-    fn column(&self, f: u16) -> &[Entry] {
-        &self.entries[self.starts[f as usize]..self.starts[f as usize + 1]]
-    }
-
     /// The entries of column `f` for words `0..limit` (words ascend within a column).
-    fn column_below(&self, f: u16, limit: usize) -> &[Entry] {
-        let column = self.column(f);
-        &column[..column.partition_point(|e| (e.word as usize) < limit)]
+    fn column_below(&self, f: u16, limit: usize) -> Column<'_> {
+        let (start, end) = (self.starts[f as usize], self.starts[f as usize + 1]);
+        let below = self.words[start..end].partition_point(|&u| (u as usize) < limit);
+        let r = start..start + below;
+        Column {
+            words: &self.words[r.clone()],
+            re: &self.entry_re[r.clone()],
+            im: &self.entry_im[r.clone()],
+            amp: &self.entry_amp[r.clone()],
+            max_amp: &self.entry_max_amp[r],
+        }
     }
 }
 
@@ -320,42 +344,63 @@ impl Best {
 /// similarity is at least `threshold`. Groups come out in order of their first row, members in
 /// merge order. Of equal similarities the first in row-major order merges first, as numpy's
 /// `argmax` picked it (this replaces `analysis._average_linkage`).
+///
+/// Each live row keeps its first maximum over the other live columns; a merge updates the
+/// merged row and column in O(n) and rescans only the rows whose maximum it may have moved.
 pub fn average_linkage(mut sim: Vec<f64>, n: usize, threshold: f64) -> Vec<Vec<usize>> {
     assert_eq!(sim.len(), n * n, "similarities must be n x n");
-    let mut groups: Vec<Vec<usize>> = (0..n).map(|i| vec![i]).collect();
-    let mut alive = vec![true; n];
-    // Each row's first maximum over the other live columns, kept up to date so that a merge
-    // costs O(n) instead of a scan of the whole matrix.
-    let mut best: Vec<(f64, usize)> = (0..n).map(|r| row_best(&sim, n, &alive, r)).collect();
-    for _ in 1..n {
-        let rows = (0..n)
-            .filter(|&r| alive[r])
-            .map(|r| ((r, best[r].1), best[r].0));
+    // The live groups by first row, ascending; each group a chain of rows in merge order.
+    let mut live: Vec<usize> = (0..n).collect();
+    let mut size = vec![1usize; n];
+    let mut next = vec![usize::MAX; n];
+    let mut last: Vec<usize> = (0..n).collect();
+    let mut best: Vec<(f64, usize)> = (0..n).map(|r| row_best(&sim, n, &live, r)).collect();
+    while live.len() > 1 {
+        let rows = live.iter().map(|&r| ((r, best[r].1), best[r].0));
         let ((a, b), value) = first_max(rows).expect("two groups are alive");
         if value < threshold {
             break;
         }
-        let (na, nb) = (groups[a].len() as f64, groups[b].len() as f64);
-        for j in (0..n).filter(|&j| alive[j] && j != a && j != b) {
+        let (na, nb) = (size[a] as f64, size[b] as f64);
+        live.retain(|&r| r != b);
+        for &j in live.iter().filter(|&&j| j != a) {
             let merged = (sim[a * n + j] * na + sim[b * n + j] * nb) / (na + nb);
             sim[a * n + j] = merged;
             sim[j * n + a] = merged;
         }
-        let moved = std::mem::take(&mut groups[b]);
-        groups[a].extend(moved);
-        alive[b] = false;
-        best[a] = row_best(&sim, n, &alive, a);
-        for r in (0..n).filter(|&r| alive[r] && r != a) {
+        size[a] += size[b];
+        next[last[a]] = b;
+        last[a] = last[b];
+        best[a] = row_best(&sim, n, &live, a);
+        for &r in live.iter().filter(|&&r| r != a) {
             let (v, c) = best[r];
             let s = sim[r * n + a];
-            if c == a || c == b {
-                best[r] = row_best(&sim, n, &alive, r);
+            best[r] = if c == a || c == b {
+                // Row r's maximum was a or b: a kept its place (no column before a held that
+                // maximum) if it did not fall; otherwise any column may hold it now.
+                if s > v || (c == a && s == v) {
+                    (s, a)
+                } else {
+                    row_best(&sim, n, &live, r)
+                }
             } else if s > v || (s == v && a < c) {
-                best[r] = (s, a);
-            }
+                (s, a)
+            } else {
+                (v, c)
+            };
         }
     }
-    groups.into_iter().filter(|g| !g.is_empty()).collect()
+    (live.into_iter())
+        .map(|head| {
+            let mut group = Vec::with_capacity(size[head]);
+            let mut at = head;
+            while at != usize::MAX {
+                group.push(at);
+                at = next[at];
+            }
+            group
+        })
+        .collect()
 }
 
 /// The first item with the largest value, as numpy's `argmax` picks it (no NaN here).
@@ -366,35 +411,53 @@ fn first_max<T>(items: impl Iterator<Item = (T, f64)>) -> Option<(T, f64)> {
     })
 }
 
-/// The first maximum of row `r` over the live columns other than `r` (-inf if none).
-fn row_best(sim: &[f64], n: usize, alive: &[bool], r: usize) -> (f64, usize) {
-    (0..n)
-        .filter(|&c| c != r && alive[c])
-        .fold((f64::NEG_INFINITY, usize::MAX), |(v, c0), c| {
-            let s = sim[r * n + c];
-            if s > v || c0 == usize::MAX {
-                (s, c)
-            } else {
-                (v, c0)
-            }
-        })
+/// The first maximum of row `r` over the live columns (ascending) other than `r` (-inf if
+/// none).
+fn row_best(sim: &[f64], n: usize, live: &[usize], r: usize) -> (f64, usize) {
+    let row = &sim[r * n..(r + 1) * n];
+    (live.iter().filter(|&&c| c != r)).fold((f64::NEG_INFINITY, usize::MAX), |(v, c0), &c| {
+        let s = row[c];
+        if s > v || c0 == usize::MAX {
+            (s, c)
+        } else {
+            (v, c0)
+        }
+    })
 }
 
 // --- the analysis of one word ------------------------------------------------------------
 
-/// Per-thread buffers: the inner products with every word, and one dense spectrum.
+/// Entries per block of the peak-column and nearest-word passes: each block is first tested
+/// as a whole (branch-free) against the list's bar, and only a block with a possible entrant
+/// is walked entry by entry.
+const BLOCK: usize = 16;
+
+/// Per-thread buffers: the inner products with every word, one dense spectrum (plus a last
+/// slot that stays zero, the frequency of padding entries), and the candidates' entries.
 struct Scratch {
     dots: Vec<f64>,
     dense: Vec<(f64, f64)>,
+    packed: Packed,
 }
 
 impl Scratch {
     fn new(s: &Spectra) -> Self {
         Scratch {
             dots: vec![0.0; s.vocab_size],
-            dense: vec![(0.0, 0.0); s.frequency_dim],
+            dense: vec![(0.0, 0.0); s.frequency_dim + 1],
+            packed: Packed::default(),
         }
     }
+}
+
+/// Some words' active entries copied next to each other, `k` per word, in slot order and
+/// padded with zeros at frequency `D` (`dense`'s last, always-zero slot): the mutual cosines
+/// read each candidate's entries n times, from one place instead of three strided arrays.
+#[derive(Default)]
+struct Packed {
+    freq: Vec<usize>,
+    re: Vec<f64>,
+    im: Vec<f64>,
 }
 
 /// The candidates senses are drawn from: word ids, and for each the index of the peak whose
@@ -437,40 +500,73 @@ impl Analyzer<'_> {
                 .index
                 .column_below(self.s.freq[i], self.params.vocabulary);
             match peak_slots.iter().position(|&p| p == i) {
-                None => {
-                    for e in column {
-                        dots[e.word as usize] += e.term(zr, zi);
-                    }
-                }
-                Some(p) => {
-                    for e in column {
-                        let term = e.term(zr, zi);
-                        dots[e.word as usize] += term;
-                        self.offer_neighbour(w, i, e, term, &mut found[p]);
-                    }
-                }
+                None => column.add_to(zr, zi, dots),
+                Some(p) => self.scan_peak_column(w, i, column, dots, &mut found[p]),
             }
         }
         found
     }
 
-    /// Offers `e` (`term`: its product with `w` at the column's frequency, from `w`'s `slot`)
+    /// `Column::add_to` for the column of `w`'s peak `slot`, offering its words as sense
+    /// neighbours on the way, in column order. A block none of whose words can get in (one of
+    /// their own peaks at this frequency, a score above 0 and the list's bar at the block's
+    /// start: the bar only rises) offers nothing, as `offer_neighbour` would have turned
+    /// each of them away; the test is branch-free, most blocks hold no entrant.
+    fn scan_peak_column(
+        &self,
+        w: usize,
+        slot: usize,
+        column: Column<'_>,
+        dots: &mut [f64],
+        best: &mut Best,
+    ) {
+        let (zr, zi) = (self.index.re[slot], self.index.im[slot]);
+        let (phase, peak_amp) = (self.params.rank == Ranking::Phase, self.s.amp[slot]);
+        let ratio = self.params.peak_ratio;
+        let mut scores = [0.0f64; BLOCK];
+        for start in (0..column.words.len()).step_by(BLOCK) {
+            let end = (start + BLOCK).min(column.words.len());
+            let bar = best.bar();
+            let mut hope = false;
+            for j in start..end {
+                let term = column.term(j, zr, zi);
+                dots[column.words[j] as usize] += term;
+                let score = if phase {
+                    term
+                } else {
+                    (peak_amp * column.amp[j]) as f64
+                };
+                scores[j - start] = score;
+                let amp = column.amp[j];
+                // offer_neighbour's tests (but u == w), without branches.
+                let refused = (amp <= 0.0)
+                    | (amp < ratio * column.max_amp[j])
+                    | (score <= 0.0)
+                    | (score < bar);
+                hope |= !refused;
+            }
+            if !hope {
+                continue;
+            }
+            for (j, &score) in (start..end).zip(&scores) {
+                self.offer_neighbour(w, column.words[j], column.amp[j], score, best);
+            }
+        }
+    }
+
+    /// Offers `u` (its amplitude `amp` at a peak frequency of `w`; `score`: its rank there)
     /// as a sense neighbour, if its own peaks include that frequency.
-    fn offer_neighbour(&self, w: usize, slot: usize, e: &Entry, term: f64, best: &mut Best) {
-        let score = match self.params.rank {
-            Ranking::Phase => term,
-            Ranking::Amplitude => (self.s.amp[slot] * e.amp) as f64,
-        };
+    fn offer_neighbour(&self, w: usize, u: u32, amp: f32, score: f64, best: &mut Best) {
         // Anti-aligned words pull the inner product down: not neighbours. The score is
         // checked first: most words fall short of the list and never cost the random read.
         if score <= 0.0 || score < best.bar() {
             return;
         }
-        let u = e.word as usize;
-        if u == w || e.amp <= 0.0 || e.amp < self.params.peak_ratio * self.index.max_amp[u] {
+        let ui = u as usize;
+        if ui == w || amp <= 0.0 || amp < self.params.peak_ratio * self.index.max_amp[ui] {
             return;
         }
-        best.offer(e.word, score);
+        best.offer(u, score);
     }
 
     /// The `neighbourhood` words with the largest positive cosine with `w`, best first.
@@ -480,16 +576,31 @@ impl Analyzer<'_> {
         if nw == 0.0 {
             return best.items;
         }
-        for (u, &dot) in dots.iter().enumerate().take(self.params.vocabulary) {
-            if dot <= 0.0 || u == w {
+        let read = dots.len().min(self.params.vocabulary);
+        for start in (0..read).step_by(BLOCK) {
+            let end = (start + BLOCK).min(read);
+            // The per-word test below with the bar at the block's start (it only rises):
+            // most blocks hold no entrant and cost one branch-free pass.
+            let bar = best.bar() * nw;
+            let hope = (dots[start..end].iter().zip(&norm[start..end]))
+                .fold(false, |h, (&dot, &n)| {
+                    h | !((dot <= 0.0) | (dot < bar * n * (1.0 - 1e-9)))
+                });
+            if !hope {
                 continue;
             }
-            // Most words fall short of the list: reject them with a multiplication (with a
-            // margin far above rounding) before the exact division.
-            if dot < best.bar() * nw * norm[u] * (1.0 - 1e-9) {
-                continue;
+            for u in start..end {
+                let dot = dots[u];
+                if dot <= 0.0 || u == w {
+                    continue;
+                }
+                // Most words fall short of the list: reject them with a multiplication (with
+                // a margin far above rounding) before the exact division.
+                if dot < best.bar() * nw * norm[u] * (1.0 - 1e-9) {
+                    continue;
+                }
+                best.offer(u as u32, dot / (norm[u] * nw));
             }
-            best.offer(u as u32, dot / (norm[u] * nw));
         }
         best.items
     }
@@ -517,12 +628,14 @@ impl Analyzer<'_> {
         }
         let (zr, zi) = (self.index.re[slot], self.index.im[slot]);
         let mut best = Best::new(k);
-        for e in self
-            .index
-            .column_below(self.s.freq[slot], self.params.vocabulary)
-        {
-            if dots[e.word as usize] > 0.0 {
-                self.offer_neighbour(w, slot, e, e.term(zr, zi), &mut best);
+        let column = (self.index).column_below(self.s.freq[slot], self.params.vocabulary);
+        for (j, &u) in column.words.iter().enumerate() {
+            if dots[u as usize] > 0.0 {
+                let score = match self.params.rank {
+                    Ranking::Phase => column.term(j, zr, zi),
+                    Ranking::Amplitude => (self.s.amp[slot] * column.amp[j]) as f64,
+                };
+                self.offer_neighbour(w, u, column.amp[j], score, &mut best);
             }
         }
         best.items
@@ -570,28 +683,62 @@ impl Analyzer<'_> {
         c
     }
 
+    /// Copies the active entries of `ids` into `packed` (see `Packed`).
+    fn pack(&self, ids: &[u32], packed: &mut Packed) {
+        let (k, pad) = (self.s.k, self.s.frequency_dim);
+        packed.freq.clear();
+        packed.re.clear();
+        packed.im.clear();
+        for &u in ids {
+            let slots = self.active(u as usize);
+            let filled = packed.freq.len();
+            for i in slots {
+                packed.freq.push(self.s.freq[i] as usize);
+                packed.re.push(self.index.re[i]);
+                packed.im.push(self.index.im[i]);
+            }
+            let padding = k - (packed.freq.len() - filled);
+            packed.freq.extend(std::iter::repeat_n(pad, padding));
+            packed.re.extend(std::iter::repeat_n(0.0, padding));
+            packed.im.extend(std::iter::repeat_n(0.0, padding));
+        }
+    }
+
     /// Complex cosines among `ids` (row-major n x n, diagonal -inf): each row is scattered
     /// into a dense D-length buffer once and every later row gathers its K entries from it.
-    fn mutual_cosines(&self, ids: &[u32], dense: &mut [(f64, f64)]) -> Vec<f64> {
-        let n = ids.len();
+    /// A row's padding adds exact zeros after its entries, so the sums are the same as over
+    /// its active entries alone.
+    fn mutual_cosines(
+        &self,
+        ids: &[u32],
+        dense: &mut [(f64, f64)],
+        packed: &mut Packed,
+    ) -> Vec<f64> {
+        let (n, k) = (ids.len(), self.s.k);
+        self.pack(ids, packed);
+        let (freq, re, im) = (&packed.freq, &packed.re, &packed.im);
         let mut sim = vec![f64::NEG_INFINITY; n * n];
         for a in 0..n {
-            let wa = ids[a] as usize;
-            for i in self.active(wa) {
-                dense[self.s.freq[i] as usize] = (self.index.re[i], self.index.im[i]);
+            let ra = a * k..(a + 1) * k;
+            for i in ra.clone() {
+                dense[freq[i]] = (re[i], im[i]);
             }
+            let na = self.index.norm[ids[a] as usize];
             for b in a + 1..n {
-                let wb = ids[b] as usize;
-                let dot = self.active(wb).fold(0.0, |acc, i| {
-                    let (ar, ai) = dense[self.s.freq[i] as usize];
-                    acc + (ar * self.index.re[i] + ai * self.index.im[i])
-                });
-                let cos = dot / (self.index.norm[wa] * self.index.norm[wb]);
+                let rb = b * k..(b + 1) * k;
+                let dot = (freq[rb.clone()].iter().zip(&re[rb.clone()]).zip(&im[rb])).fold(
+                    0.0,
+                    |acc, ((&f, &br), &bi)| {
+                        let (ar, ai) = dense[f];
+                        acc + (ar * br + ai * bi)
+                    },
+                );
+                let cos = dot / (na * self.index.norm[ids[b] as usize]);
                 sim[a * n + b] = cos;
                 sim[b * n + a] = cos;
             }
-            for i in self.active(wa) {
-                dense[self.s.freq[i] as usize] = (0.0, 0.0);
+            for i in ra {
+                dense[freq[i]] = (0.0, 0.0);
             }
         }
         sim
@@ -633,7 +780,7 @@ impl Analyzer<'_> {
         let cosines: Vec<f64> = (cand.ids.iter())
             .map(|&u| scratch.dots[u as usize] / (self.index.norm[u as usize] * nw))
             .collect();
-        let sim = self.mutual_cosines(&cand.ids, &mut scratch.dense);
+        let sim = self.mutual_cosines(&cand.ids, &mut scratch.dense, &mut scratch.packed);
         // The scale comes from the nearest words alone: the peaks' modes add words further
         // from the word (its less frequent senses), which must not lower the bar.
         let scale = near.iter().map(|&(_, c)| c).sum::<f64>() / near.len() as f64;
