@@ -349,12 +349,26 @@ impl Best {
 /// merged row and column in O(n) and rescans only the rows whose maximum it may have moved.
 pub fn average_linkage(mut sim: Vec<f64>, n: usize, threshold: f64) -> Vec<Vec<usize>> {
     assert_eq!(sim.len(), n * n, "similarities must be n x n");
+    // With no -inf or NaN off the diagonal (mutual cosines have none, and means of such values
+    // have none), a row's first maximum over the other live columns is its first maximum over
+    // all columns once the diagonal and the merged-away columns hold -inf: a plain scan.
+    let plain = (0..n).all(|r| (0..n).all(|c| c == r || sim[r * n + c] > f64::NEG_INFINITY));
+    if plain {
+        (0..n).for_each(|r| sim[r * n + r] = f64::NEG_INFINITY);
+    }
+    let row_best = |sim: &[f64], live: &[usize], r: usize| {
+        if plain {
+            first_max_of_row(&sim[r * n..(r + 1) * n])
+        } else {
+            row_best(sim, n, live, r)
+        }
+    };
     // The live groups by first row, ascending; each group a chain of rows in merge order.
     let mut live: Vec<usize> = (0..n).collect();
     let mut size = vec![1usize; n];
     let mut next = vec![usize::MAX; n];
     let mut last: Vec<usize> = (0..n).collect();
-    let mut best: Vec<(f64, usize)> = (0..n).map(|r| row_best(&sim, n, &live, r)).collect();
+    let mut best: Vec<(f64, usize)> = (0..n).map(|r| row_best(&sim, &live, r)).collect();
     while live.len() > 1 {
         let rows = live.iter().map(|&r| ((r, best[r].1), best[r].0));
         let ((a, b), value) = first_max(rows).expect("two groups are alive");
@@ -363,6 +377,10 @@ pub fn average_linkage(mut sim: Vec<f64>, n: usize, threshold: f64) -> Vec<Vec<u
         }
         let (na, nb) = (size[a] as f64, size[b] as f64);
         live.retain(|&r| r != b);
+        if plain {
+            live.iter()
+                .for_each(|&r| sim[r * n + b] = f64::NEG_INFINITY);
+        }
         for &j in live.iter().filter(|&&j| j != a) {
             let merged = (sim[a * n + j] * na + sim[b * n + j] * nb) / (na + nb);
             sim[a * n + j] = merged;
@@ -371,7 +389,7 @@ pub fn average_linkage(mut sim: Vec<f64>, n: usize, threshold: f64) -> Vec<Vec<u
         size[a] += size[b];
         next[last[a]] = b;
         last[a] = last[b];
-        best[a] = row_best(&sim, n, &live, a);
+        best[a] = row_best(&sim, &live, a);
         for &r in live.iter().filter(|&&r| r != a) {
             let (v, c) = best[r];
             let s = sim[r * n + a];
@@ -381,7 +399,7 @@ pub fn average_linkage(mut sim: Vec<f64>, n: usize, threshold: f64) -> Vec<Vec<u
                 if s > v || (c == a && s == v) {
                     (s, a)
                 } else {
-                    row_best(&sim, n, &live, r)
+                    row_best(&sim, &live, r)
                 }
             } else if s > v || (s == v && a < c) {
                 (s, a)
@@ -411,6 +429,15 @@ fn first_max<T>(items: impl Iterator<Item = (T, f64)>) -> Option<(T, f64)> {
     })
 }
 
+/// The first maximum of `row` (-inf and no column if all of it is -inf).
+fn first_max_of_row(row: &[f64]) -> (f64, usize) {
+    let top = row.iter().fold(f64::NEG_INFINITY, |m, &x| m.max(x));
+    match row.iter().position(|&x| x == top) {
+        Some(c) if top > f64::NEG_INFINITY => (top, c),
+        _ => (f64::NEG_INFINITY, usize::MAX),
+    }
+}
+
 /// The first maximum of row `r` over the live columns (ascending) other than `r` (-inf if
 /// none).
 fn row_best(sim: &[f64], n: usize, live: &[usize], r: usize) -> (f64, usize) {
@@ -431,6 +458,9 @@ fn row_best(sim: &[f64], n: usize, live: &[usize], r: usize) -> (f64, usize) {
 /// as a whole (branch-free) against the list's bar, and only a block with a possible entrant
 /// is walked entry by entry.
 const BLOCK: usize = 16;
+
+/// Candidates whose mutual cosines with one row are summed side by side.
+const LANES: usize = 4;
 
 /// Per-thread buffers: the inner products with every word, one dense spectrum (plus a last
 /// slot that stays zero, the frequency of padding entries), and the candidates' entries.
@@ -508,10 +538,10 @@ impl Analyzer<'_> {
     }
 
     /// `Column::add_to` for the column of `w`'s peak `slot`, offering its words as sense
-    /// neighbours on the way, in column order. A block none of whose words can get in (one of
-    /// their own peaks at this frequency, a score above 0 and the list's bar at the block's
-    /// start: the bar only rises) offers nothing, as `offer_neighbour` would have turned
-    /// each of them away; the test is branch-free, most blocks hold no entrant.
+    /// neighbours on the way, in column order, exactly as `offer_neighbour` would. A block
+    /// none of whose words can get in (one of their own peaks at this frequency, a score
+    /// above 0 and the list's bar at the block's start: the bar only rises) is tested
+    /// branch-free and offers nothing.
     fn scan_peak_column(
         &self,
         w: usize,
@@ -523,33 +553,38 @@ impl Analyzer<'_> {
         let (zr, zi) = (self.index.re[slot], self.index.im[slot]);
         let (phase, peak_amp) = (self.params.rank == Ranking::Phase, self.s.amp[slot]);
         let ratio = self.params.peak_ratio;
-        let mut scores = [0.0f64; BLOCK];
-        for start in (0..column.words.len()).step_by(BLOCK) {
-            let end = (start + BLOCK).min(column.words.len());
+        // One length for every field, so that the indexing below needs no bounds checks.
+        let n = column.words.len();
+        let (words, amp, max_amp) = (&column.words[..n], &column.amp[..n], &column.max_amp[..n]);
+        let term = |j: usize| zr * column.re[..n][j] + zi * column.im[..n][j];
+        let score = |j: usize, term: f64| {
+            if phase {
+                term
+            } else {
+                (peak_amp * amp[j]) as f64
+            }
+        };
+        // offer_neighbour's tests but `u == w` (amplitude, score, bar), without branches.
+        let refused = |j: usize, score: f64, bar: f64| {
+            (amp[j] <= 0.0) | (amp[j] < ratio * max_amp[j]) | (score <= 0.0) | (score < bar)
+        };
+        for start in (0..n).step_by(BLOCK) {
+            let block = start..(start + BLOCK).min(n);
             let bar = best.bar();
             let mut hope = false;
-            for j in start..end {
-                let term = column.term(j, zr, zi);
-                dots[column.words[j] as usize] += term;
-                let score = if phase {
-                    term
-                } else {
-                    (peak_amp * column.amp[j]) as f64
-                };
-                scores[j - start] = score;
-                let amp = column.amp[j];
-                // offer_neighbour's tests (but u == w), without branches.
-                let refused = (amp <= 0.0)
-                    | (amp < ratio * column.max_amp[j])
-                    | (score <= 0.0)
-                    | (score < bar);
-                hope |= !refused;
+            for j in block.clone() {
+                let t = term(j);
+                dots[words[j] as usize] += t;
+                hope |= !refused(j, score(j, t), bar);
             }
             if !hope {
                 continue;
             }
-            for (j, &score) in (start..end).zip(&scores) {
-                self.offer_neighbour(w, column.words[j], column.amp[j], score, best);
+            for j in block {
+                let x = score(j, term(j));
+                if !refused(j, x, best.bar()) && words[j] as usize != w {
+                    best.offer(words[j], x);
+                }
             }
         }
     }
@@ -724,18 +759,25 @@ impl Analyzer<'_> {
                 dense[freq[i]] = (re[i], im[i]);
             }
             let na = self.index.norm[ids[a] as usize];
-            for b in a + 1..n {
-                let rb = b * k..(b + 1) * k;
-                let dot = (freq[rb.clone()].iter().zip(&re[rb.clone()]).zip(&im[rb])).fold(
-                    0.0,
-                    |acc, ((&f, &br), &bi)| {
-                        let (ar, ai) = dense[f];
-                        acc + (ar * br + ai * bi)
-                    },
-                );
-                let cos = dot / (na * self.index.norm[ids[b] as usize]);
-                sim[a * n + b] = cos;
-                sim[b * n + a] = cos;
+            // Rows in fours: four independent sums in flight instead of one chain of adds,
+            // each still taken over its own entries in slot order.
+            let mut b = a + 1;
+            while b < n {
+                let rows = (n - b).min(LANES);
+                let mut acc = [0.0f64; LANES];
+                for j in 0..k {
+                    for (t, sum) in acc.iter_mut().enumerate().take(rows) {
+                        let i = (b + t) * k + j;
+                        let (ar, ai) = dense[freq[i]];
+                        *sum += ar * re[i] + ai * im[i];
+                    }
+                }
+                for (t, &dot) in acc.iter().enumerate().take(rows) {
+                    let cos = dot / (na * self.index.norm[ids[b + t] as usize]);
+                    sim[a * n + b + t] = cos;
+                    sim[(b + t) * n + a] = cos;
+                }
+                b += rows;
             }
             for i in ra {
                 dense[freq[i]] = (0.0, 0.0);
@@ -956,6 +998,79 @@ mod tests {
             average_linkage(Vec::new(), 0, 0.5),
             Vec::<Vec<usize>>::new()
         );
+    }
+
+    /// The clustering as first written: every merge rescans each row whose maximum was one
+    /// of the merged groups, over all columns with an `alive` test.
+    fn rescanning_linkage(mut sim: Vec<f64>, n: usize, threshold: f64) -> Vec<Vec<usize>> {
+        let mut groups: Vec<Vec<usize>> = (0..n).map(|i| vec![i]).collect();
+        let mut alive = vec![true; n];
+        let best_of = |sim: &[f64], alive: &[bool], r: usize| {
+            let live: Vec<usize> = (0..n).filter(|&c| alive[c]).collect();
+            row_best(sim, n, &live, r)
+        };
+        let mut best: Vec<(f64, usize)> = (0..n).map(|r| best_of(&sim, &alive, r)).collect();
+        for _ in 1..n {
+            let rows = (0..n)
+                .filter(|&r| alive[r])
+                .map(|r| ((r, best[r].1), best[r].0));
+            let ((a, b), value) = first_max(rows).unwrap();
+            if value < threshold {
+                break;
+            }
+            let (na, nb) = (groups[a].len() as f64, groups[b].len() as f64);
+            for j in (0..n).filter(|&j| alive[j] && j != a && j != b) {
+                let merged = (sim[a * n + j] * na + sim[b * n + j] * nb) / (na + nb);
+                sim[a * n + j] = merged;
+                sim[j * n + a] = merged;
+            }
+            let moved = std::mem::take(&mut groups[b]);
+            groups[a].extend(moved);
+            alive[b] = false;
+            best[a] = best_of(&sim, &alive, a);
+            for r in (0..n).filter(|&r| alive[r] && r != a) {
+                let (v, c) = best[r];
+                let s = sim[r * n + a];
+                if c == a || c == b {
+                    best[r] = best_of(&sim, &alive, r);
+                } else if s > v || (s == v && a < c) {
+                    best[r] = (s, a);
+                }
+            }
+        }
+        groups.into_iter().filter(|g| !g.is_empty()).collect()
+    }
+
+    #[test]
+    fn average_linkage_merges_as_a_full_rescan_does() {
+        // Similarities on a coarse grid, so that ties are common; some matrices with a -inf
+        // off the diagonal, which takes the scan over the live columns.
+        let mut rng = crate::rng::Rng::new(7);
+        for case in 0..20000 {
+            let n = 2 + rng.below(30);
+            let levels = 2 + case % 7;
+            let mut sim = vec![0.0; n * n];
+            for a in 0..n {
+                for b in a + 1..n {
+                    let v = rng.below(levels) as f64 / 2.0;
+                    sim[a * n + b] = v;
+                    sim[b * n + a] = v;
+                }
+            }
+            if case % 4 == 0 {
+                let (a, b) = (rng.below(n), rng.below(n));
+                if a != b {
+                    sim[a * n + b] = f64::NEG_INFINITY;
+                    sim[b * n + a] = f64::NEG_INFINITY;
+                }
+            }
+            let threshold = rng.below(4) as f64 / 4.0;
+            assert_eq!(
+                average_linkage(sim.clone(), n, threshold),
+                rescanning_linkage(sim, n, threshold),
+                "case {case}"
+            );
+        }
     }
 
     #[test]
