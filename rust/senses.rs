@@ -459,33 +459,28 @@ fn row_best(sim: &[f64], n: usize, live: &[usize], r: usize) -> (f64, usize) {
 /// is walked entry by entry.
 const BLOCK: usize = 16;
 
-/// Candidates whose mutual cosines with one row are summed side by side.
-const LANES: usize = 4;
-
-/// Per-thread buffers: the inner products with every word, one dense spectrum (plus a last
-/// slot that stays zero, the frequency of padding entries), and the candidates' entries.
+/// Per-thread buffers: the inner products with every word, and the candidates' entries.
 struct Scratch {
     dots: Vec<f64>,
-    dense: Vec<(f64, f64)>,
-    packed: Packed,
+    by_frequency: ByFrequency,
 }
 
 impl Scratch {
     fn new(s: &Spectra) -> Self {
         Scratch {
             dots: vec![0.0; s.vocab_size],
-            dense: vec![(0.0, 0.0); s.frequency_dim + 1],
-            packed: Packed::default(),
+            by_frequency: ByFrequency::default(),
         }
     }
 }
 
-/// Some words' active entries copied next to each other, `k` per word, in slot order and
-/// padded with zeros at frequency `D` (`dense`'s last, always-zero slot): the mutual cosines
-/// read each candidate's entries n times, from one place instead of three strided arrays.
+/// Some words' active entries grouped by frequency (an inverted index of a few words): which
+/// of the words (its index among them, ascending within a frequency) and its value.
 #[derive(Default)]
-struct Packed {
-    freq: Vec<usize>,
+struct ByFrequency {
+    starts: Vec<usize>,
+    next: Vec<usize>,
+    member: Vec<usize>,
     re: Vec<f64>,
     im: Vec<f64>,
 }
@@ -718,69 +713,60 @@ impl Analyzer<'_> {
         c
     }
 
-    /// Copies the active entries of `ids` into `packed` (see `Packed`).
-    fn pack(&self, ids: &[u32], packed: &mut Packed) {
-        let (k, pad) = (self.s.k, self.s.frequency_dim);
-        packed.freq.clear();
-        packed.re.clear();
-        packed.im.clear();
+    /// Groups the active entries of `ids` by frequency (see `ByFrequency`).
+    fn group_by_frequency(&self, ids: &[u32], g: &mut ByFrequency) {
+        let d = self.s.frequency_dim;
+        g.starts.clear();
+        g.starts.resize(d + 1, 0);
         for &u in ids {
-            let slots = self.active(u as usize);
-            let filled = packed.freq.len();
-            for i in slots {
-                packed.freq.push(self.s.freq[i] as usize);
-                packed.re.push(self.index.re[i]);
-                packed.im.push(self.index.im[i]);
+            for i in self.active(u as usize) {
+                g.starts[self.s.freq[i] as usize + 1] += 1;
             }
-            let padding = k - (packed.freq.len() - filled);
-            packed.freq.extend(std::iter::repeat_n(pad, padding));
-            packed.re.extend(std::iter::repeat_n(0.0, padding));
-            packed.im.extend(std::iter::repeat_n(0.0, padding));
+        }
+        for f in 0..d {
+            g.starts[f + 1] += g.starts[f];
+        }
+        let total = g.starts[d];
+        g.member.resize(total, 0);
+        g.re.resize(total, 0.0);
+        g.im.resize(total, 0.0);
+        g.next.clone_from(&g.starts);
+        for (c, &u) in ids.iter().enumerate() {
+            for i in self.active(u as usize) {
+                let at = &mut g.next[self.s.freq[i] as usize];
+                g.member[*at] = c;
+                g.re[*at] = self.index.re[i];
+                g.im[*at] = self.index.im[i];
+                *at += 1;
+            }
         }
     }
 
-    /// Complex cosines among `ids` (row-major n x n, diagonal -inf): each row is scattered
-    /// into a dense D-length buffer once and every later row gathers its K entries from it.
-    /// A row's padding adds exact zeros after its entries, so the sums are the same as over
-    /// its active entries alone.
-    fn mutual_cosines(
-        &self,
-        ids: &[u32],
-        dense: &mut [(f64, f64)],
-        packed: &mut Packed,
-    ) -> Vec<f64> {
-        let (n, k) = (ids.len(), self.s.k);
-        self.pack(ids, packed);
-        let (freq, re, im) = (&packed.freq, &packed.re, &packed.im);
-        let mut sim = vec![f64::NEG_INFINITY; n * n];
+    /// Complex cosines among `ids` (row-major n x n, diagonal -inf). The inner products are
+    /// summed frequency by frequency over the pairs that share it (a few per frequency,
+    /// instead of K gathers for each of the n²/2 pairs). Each pair's terms come in ascending
+    /// frequency, the order of its entries, and a frequency only one of the two holds adds an
+    /// exact zero: the sums are those over each pair's entries.
+    fn mutual_cosines(&self, ids: &[u32], g: &mut ByFrequency) -> Vec<f64> {
+        let n = ids.len();
+        self.group_by_frequency(ids, g);
+        let mut sim = vec![0.0; n * n];
+        for f in 0..self.s.frequency_dim {
+            let shared = g.starts[f]..g.starts[f + 1];
+            for x in shared.clone() {
+                for y in x + 1..shared.end {
+                    // member[x] < member[y]: the first word's value times the second's.
+                    sim[g.member[x] * n + g.member[y]] += g.re[x] * g.re[y] + g.im[x] * g.im[y];
+                }
+            }
+        }
         for a in 0..n {
-            let ra = a * k..(a + 1) * k;
-            for i in ra.clone() {
-                dense[freq[i]] = (re[i], im[i]);
-            }
             let na = self.index.norm[ids[a] as usize];
-            // Rows in fours: four independent sums in flight instead of one chain of adds,
-            // each still taken over its own entries in slot order.
-            let mut b = a + 1;
-            while b < n {
-                let rows = (n - b).min(LANES);
-                let mut acc = [0.0f64; LANES];
-                for j in 0..k {
-                    for (t, sum) in acc.iter_mut().enumerate().take(rows) {
-                        let i = (b + t) * k + j;
-                        let (ar, ai) = dense[freq[i]];
-                        *sum += ar * re[i] + ai * im[i];
-                    }
-                }
-                for (t, &dot) in acc.iter().enumerate().take(rows) {
-                    let cos = dot / (na * self.index.norm[ids[b + t] as usize]);
-                    sim[a * n + b + t] = cos;
-                    sim[(b + t) * n + a] = cos;
-                }
-                b += rows;
-            }
-            for i in ra {
-                dense[freq[i]] = (0.0, 0.0);
+            sim[a * n + a] = f64::NEG_INFINITY;
+            for b in a + 1..n {
+                let cos = sim[a * n + b] / (na * self.index.norm[ids[b] as usize]);
+                sim[a * n + b] = cos;
+                sim[b * n + a] = cos;
             }
         }
         sim
@@ -822,7 +808,7 @@ impl Analyzer<'_> {
         let cosines: Vec<f64> = (cand.ids.iter())
             .map(|&u| scratch.dots[u as usize] / (self.index.norm[u as usize] * nw))
             .collect();
-        let sim = self.mutual_cosines(&cand.ids, &mut scratch.dense, &mut scratch.packed);
+        let sim = self.mutual_cosines(&cand.ids, &mut scratch.by_frequency);
         // The scale comes from the nearest words alone: the peaks' modes add words further
         // from the word (its less frequent senses), which must not lower the bar.
         let scale = near.iter().map(|&(_, c)| c).sum::<f64>() / near.len() as f64;
