@@ -329,8 +329,15 @@ impl Best {
                 _ => return,
             }
         }
-        let at = self.items.partition_point(|&x| better(x, item));
-        self.items.insert(at, item);
+        // Walk up from the end: an entrant usually lands low in the list (cheaper than a
+        // binary search and a move of the tail); it goes after the items better than it.
+        self.items.push(item);
+        let mut at = self.items.len() - 1;
+        while at > 0 && better(item, self.items[at - 1]) {
+            self.items[at] = self.items[at - 1];
+            at -= 1;
+        }
+        self.items[at] = item;
         if self.items.len() == self.n {
             self.bar = self.items[self.n - 1].1;
         }
@@ -429,9 +436,20 @@ fn first_max<T>(items: impl Iterator<Item = (T, f64)>) -> Option<(T, f64)> {
     })
 }
 
-/// The first maximum of `row` (-inf and no column if all of it is -inf).
+/// The first maximum of `row` (-inf and no column if all of it is -inf; no NaN here).
 fn first_max_of_row(row: &[f64]) -> (f64, usize) {
-    let top = row.iter().fold(f64::NEG_INFINITY, |m, &x| m.max(x));
+    // Four running maxima side by side, not one chain of comparisons.
+    let mut lanes = [f64::NEG_INFINITY; 4];
+    let chunks = row.chunks_exact(4);
+    for &x in chunks.remainder() {
+        lanes[0] = if x > lanes[0] { x } else { lanes[0] };
+    }
+    for chunk in chunks {
+        for (lane, &x) in lanes.iter_mut().zip(chunk) {
+            *lane = if x > *lane { x } else { *lane };
+        }
+    }
+    let top = (lanes.iter()).fold(f64::NEG_INFINITY, |m, &x| if x > m { x } else { m });
     match row.iter().position(|&x| x == top) {
         Some(c) if top > f64::NEG_INFINITY => (top, c),
         _ => (f64::NEG_INFINITY, usize::MAX),
