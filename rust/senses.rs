@@ -156,34 +156,52 @@ pub struct WordSenses {
 
 // --- the inverted index ------------------------------------------------------------------
 
-/// One word's value at a column's frequency.
-#[derive(Debug, Clone, Copy)]
-struct Entry {
-    word: u32,
-    amp: f32,
-    re: f64,
-    im: f64,
-}
-
-impl Entry {
-    /// The word's product with `(zr, zi)` at this column's frequency: `Re(z · conj e)`.
-    #[inline]
-    fn term(&self, zr: f64, zi: f64) -> f64 {
-        zr * self.re + zi * self.im
-    }
-}
-
 /// All active entries grouped by frequency (words ascending within a frequency), and each
 /// slot's value in float64. Built once per model (`PySpectra` keeps it), O(V·K) memory.
+///
+/// The columns are a structure of arrays, so that the column pass (most of the analysis) reads
+/// each field as a stream; each entry also carries its word's largest amplitude, so that
+/// whether the entry is one of its word's peaks is known without a random read.
 pub struct FrequencyIndex {
     starts: Vec<usize>,
-    entries: Vec<Entry>,
+    /// Per entry: the word, its value `amp · (cos φ, sin φ)` and amplitude at the column's
+    /// frequency, and the word's largest amplitude.
+    words: Vec<u32>,
+    entry_re: Vec<f64>,
+    entry_im: Vec<f64>,
+    entry_amp: Vec<f32>,
+    entry_max_amp: Vec<f32>,
     /// Per slot, as `Spectra`'s arrays: `amp · (cos φ, sin φ)` in float64 (0 when empty).
     re: Vec<f64>,
     im: Vec<f64>,
     /// Per word: `sqrt(Σ amp²)` in float64, and the largest amplitude.
     norm: Vec<f64>,
     max_amp: Vec<f32>,
+}
+
+/// One column, or its first part: the entries of one frequency, words ascending.
+#[derive(Clone, Copy)]
+struct Column<'a> {
+    words: &'a [u32],
+    re: &'a [f64],
+    im: &'a [f64],
+    amp: &'a [f32],
+    max_amp: &'a [f32],
+}
+
+impl Column<'_> {
+    /// Entry `j`'s product with `(zr, zi)` at this column's frequency: `Re(z · conj e)`.
+    #[inline]
+    fn term(&self, j: usize, zr: f64, zi: f64) -> f64 {
+        zr * self.re[j] + zi * self.im[j]
+    }
+
+    /// Adds every entry's term to `dots[word]`.
+    fn add_to(&self, zr: f64, zi: f64, dots: &mut [f64]) {
+        for ((&u, &re), &im) in self.words.iter().zip(self.re).zip(self.im) {
+            dots[u as usize] += zr * re + zi * im;
+        }
+    }
 }
 
 impl FrequencyIndex {
@@ -204,27 +222,28 @@ impl FrequencyIndex {
         for f in 0..s.frequency_dim {
             starts[f + 1] += starts[f];
         }
+        let active = |w: usize| s.slots(w).take_while(|&i| s.freq[i] != EMPTY);
         let mut next = starts.clone();
-        let blank = Entry {
-            word: 0,
-            amp: 0.0,
-            re: 0.0,
-            im: 0.0,
-        };
-        let mut entries = vec![blank; starts[s.frequency_dim]];
-        for w in 0..s.vocab_size {
-            for i in s.slots(w).take_while(|&i| s.freq[i] != EMPTY) {
-                let f = s.freq[i] as usize;
-                entries[next[f]] = Entry {
-                    word: w as u32,
-                    amp: s.amp[i],
-                    re: re[i],
-                    im: im[i],
-                };
-                next[f] += 1;
+        let total = starts[s.frequency_dim];
+        let mut words = vec![0u32; total];
+        let mut entry_re = vec![0.0; total];
+        let mut entry_im = vec![0.0; total];
+        let mut entry_amp = vec![0.0f32; total];
+        let mut entry_max_amp = vec![0.0f32; total];
+        let max_amp: Vec<f32> = (0..s.vocab_size)
+            .map(|w| active(w).fold(0.0f32, |m, i| m.max(s.amp[i])))
+            .collect();
+        for (w, &word_max) in max_amp.iter().enumerate() {
+            for i in active(w) {
+                let at = &mut next[s.freq[i] as usize];
+                words[*at] = w as u32;
+                entry_re[*at] = re[i];
+                entry_im[*at] = im[i];
+                entry_amp[*at] = s.amp[i];
+                entry_max_amp[*at] = word_max;
+                *at += 1;
             }
         }
-        let active = |w: usize| s.slots(w).take_while(|&i| s.freq[i] != EMPTY);
         let norm = (0..s.vocab_size)
             .map(|w| {
                 active(w)
@@ -233,12 +252,13 @@ impl FrequencyIndex {
                     .sqrt()
             })
             .collect();
-        let max_amp = (0..s.vocab_size)
-            .map(|w| active(w).fold(0.0f32, |m, i| m.max(s.amp[i])))
-            .collect();
         FrequencyIndex {
             starts,
-            entries,
+            words,
+            entry_re,
+            entry_im,
+            entry_amp,
+            entry_max_amp,
             re,
             im,
             norm,
@@ -246,14 +266,18 @@ impl FrequencyIndex {
         }
     }
 
-    fn column(&self, f: u16) -> &[Entry] {
-        &self.entries[self.starts[f as usize]..self.starts[f as usize + 1]]
-    }
-
     /// The entries of column `f` for words `0..limit` (words ascend within a column).
-    fn column_below(&self, f: u16, limit: usize) -> &[Entry] {
-        let column = self.column(f);
-        &column[..column.partition_point(|e| (e.word as usize) < limit)]
+    fn column_below(&self, f: u16, limit: usize) -> Column<'_> {
+        let (start, end) = (self.starts[f as usize], self.starts[f as usize + 1]);
+        let below = self.words[start..end].partition_point(|&u| (u as usize) < limit);
+        let r = start..start + below;
+        Column {
+            words: &self.words[r.clone()],
+            re: &self.entry_re[r.clone()],
+            im: &self.entry_im[r.clone()],
+            amp: &self.entry_amp[r.clone()],
+            max_amp: &self.entry_max_amp[r],
+        }
     }
 }
 
@@ -305,8 +329,15 @@ impl Best {
                 _ => return,
             }
         }
-        let at = self.items.partition_point(|&x| better(x, item));
-        self.items.insert(at, item);
+        // Walk up from the end: an entrant usually lands low in the list (cheaper than a
+        // binary search and a move of the tail); it goes after the items better than it.
+        self.items.push(item);
+        let mut at = self.items.len() - 1;
+        while at > 0 && better(item, self.items[at - 1]) {
+            self.items[at] = self.items[at - 1];
+            at -= 1;
+        }
+        self.items[at] = item;
         if self.items.len() == self.n {
             self.bar = self.items[self.n - 1].1;
         }
@@ -320,42 +351,81 @@ impl Best {
 /// similarity is at least `threshold`. Groups come out in order of their first row, members in
 /// merge order. Of equal similarities the first in row-major order merges first, as numpy's
 /// `argmax` picked it (this replaces `analysis._average_linkage`).
+///
+/// Each live row keeps its first maximum over the other live columns; a merge updates the
+/// merged row and column in O(n) and rescans only the rows whose maximum it may have moved.
 pub fn average_linkage(mut sim: Vec<f64>, n: usize, threshold: f64) -> Vec<Vec<usize>> {
     assert_eq!(sim.len(), n * n, "similarities must be n x n");
-    let mut groups: Vec<Vec<usize>> = (0..n).map(|i| vec![i]).collect();
-    let mut alive = vec![true; n];
-    // Each row's first maximum over the other live columns, kept up to date so that a merge
-    // costs O(n) instead of a scan of the whole matrix.
-    let mut best: Vec<(f64, usize)> = (0..n).map(|r| row_best(&sim, n, &alive, r)).collect();
-    for _ in 1..n {
-        let rows = (0..n)
-            .filter(|&r| alive[r])
-            .map(|r| ((r, best[r].1), best[r].0));
+    // With no -inf or NaN off the diagonal (mutual cosines have none, and means of such values
+    // have none), a row's first maximum over the other live columns is its first maximum over
+    // all columns once the diagonal and the merged-away columns hold -inf: a plain scan.
+    let plain = (0..n).all(|r| (0..n).all(|c| c == r || sim[r * n + c] > f64::NEG_INFINITY));
+    if plain {
+        (0..n).for_each(|r| sim[r * n + r] = f64::NEG_INFINITY);
+    }
+    let row_best = |sim: &[f64], live: &[usize], r: usize| {
+        if plain {
+            first_max_of_row(&sim[r * n..(r + 1) * n])
+        } else {
+            row_best(sim, n, live, r)
+        }
+    };
+    // The live groups by first row, ascending; each group a chain of rows in merge order.
+    let mut live: Vec<usize> = (0..n).collect();
+    let mut size = vec![1usize; n];
+    let mut next = vec![usize::MAX; n];
+    let mut last: Vec<usize> = (0..n).collect();
+    let mut best: Vec<(f64, usize)> = (0..n).map(|r| row_best(&sim, &live, r)).collect();
+    while live.len() > 1 {
+        let rows = live.iter().map(|&r| ((r, best[r].1), best[r].0));
         let ((a, b), value) = first_max(rows).expect("two groups are alive");
         if value < threshold {
             break;
         }
-        let (na, nb) = (groups[a].len() as f64, groups[b].len() as f64);
-        for j in (0..n).filter(|&j| alive[j] && j != a && j != b) {
+        let (na, nb) = (size[a] as f64, size[b] as f64);
+        live.retain(|&r| r != b);
+        if plain {
+            live.iter()
+                .for_each(|&r| sim[r * n + b] = f64::NEG_INFINITY);
+        }
+        for &j in live.iter().filter(|&&j| j != a) {
             let merged = (sim[a * n + j] * na + sim[b * n + j] * nb) / (na + nb);
             sim[a * n + j] = merged;
             sim[j * n + a] = merged;
         }
-        let moved = std::mem::take(&mut groups[b]);
-        groups[a].extend(moved);
-        alive[b] = false;
-        best[a] = row_best(&sim, n, &alive, a);
-        for r in (0..n).filter(|&r| alive[r] && r != a) {
+        size[a] += size[b];
+        next[last[a]] = b;
+        last[a] = last[b];
+        best[a] = row_best(&sim, &live, a);
+        for &r in live.iter().filter(|&&r| r != a) {
             let (v, c) = best[r];
             let s = sim[r * n + a];
-            if c == a || c == b {
-                best[r] = row_best(&sim, n, &alive, r);
+            best[r] = if c == a || c == b {
+                // Row r's maximum was a or b: a kept its place (no column before a held that
+                // maximum) if it did not fall; otherwise any column may hold it now.
+                if s > v || (c == a && s == v) {
+                    (s, a)
+                } else {
+                    row_best(&sim, &live, r)
+                }
             } else if s > v || (s == v && a < c) {
-                best[r] = (s, a);
-            }
+                (s, a)
+            } else {
+                (v, c)
+            };
         }
     }
-    groups.into_iter().filter(|g| !g.is_empty()).collect()
+    (live.into_iter())
+        .map(|head| {
+            let mut group = Vec::with_capacity(size[head]);
+            let mut at = head;
+            while at != usize::MAX {
+                group.push(at);
+                at = next[at];
+            }
+            group
+        })
+        .collect()
 }
 
 /// The first item with the largest value, as numpy's `argmax` picks it (no NaN here).
@@ -366,35 +436,71 @@ fn first_max<T>(items: impl Iterator<Item = (T, f64)>) -> Option<(T, f64)> {
     })
 }
 
-/// The first maximum of row `r` over the live columns other than `r` (-inf if none).
-fn row_best(sim: &[f64], n: usize, alive: &[bool], r: usize) -> (f64, usize) {
-    (0..n)
-        .filter(|&c| c != r && alive[c])
-        .fold((f64::NEG_INFINITY, usize::MAX), |(v, c0), c| {
-            let s = sim[r * n + c];
-            if s > v || c0 == usize::MAX {
-                (s, c)
-            } else {
-                (v, c0)
-            }
-        })
+/// The first maximum of `row` (-inf and no column if all of it is -inf; no NaN here).
+fn first_max_of_row(row: &[f64]) -> (f64, usize) {
+    // Four running maxima side by side, not one chain of comparisons.
+    let mut lanes = [f64::NEG_INFINITY; 4];
+    let chunks = row.chunks_exact(4);
+    for &x in chunks.remainder() {
+        lanes[0] = if x > lanes[0] { x } else { lanes[0] };
+    }
+    for chunk in chunks {
+        for (lane, &x) in lanes.iter_mut().zip(chunk) {
+            *lane = if x > *lane { x } else { *lane };
+        }
+    }
+    let top = (lanes.iter()).fold(f64::NEG_INFINITY, |m, &x| if x > m { x } else { m });
+    match row.iter().position(|&x| x == top) {
+        Some(c) if top > f64::NEG_INFINITY => (top, c),
+        _ => (f64::NEG_INFINITY, usize::MAX),
+    }
+}
+
+/// The first maximum of row `r` over the live columns (ascending) other than `r` (-inf if
+/// none).
+fn row_best(sim: &[f64], n: usize, live: &[usize], r: usize) -> (f64, usize) {
+    let row = &sim[r * n..(r + 1) * n];
+    (live.iter().filter(|&&c| c != r)).fold((f64::NEG_INFINITY, usize::MAX), |(v, c0), &c| {
+        let s = row[c];
+        if s > v || c0 == usize::MAX {
+            (s, c)
+        } else {
+            (v, c0)
+        }
+    })
 }
 
 // --- the analysis of one word ------------------------------------------------------------
 
-/// Per-thread buffers: the inner products with every word, and one dense spectrum.
+/// Entries per block of the peak-column and nearest-word passes: each block is first tested
+/// as a whole (branch-free) against the list's bar, and only a block with a possible entrant
+/// is walked entry by entry.
+const BLOCK: usize = 16;
+
+/// Per-thread buffers: the inner products with every word, and the candidates' entries.
 struct Scratch {
     dots: Vec<f64>,
-    dense: Vec<(f64, f64)>,
+    by_frequency: ByFrequency,
 }
 
 impl Scratch {
     fn new(s: &Spectra) -> Self {
         Scratch {
             dots: vec![0.0; s.vocab_size],
-            dense: vec![(0.0, 0.0); s.frequency_dim],
+            by_frequency: ByFrequency::default(),
         }
     }
+}
+
+/// Some words' active entries grouped by frequency (an inverted index of a few words): which
+/// of the words (its index among them, ascending within a frequency) and its value.
+#[derive(Default)]
+struct ByFrequency {
+    starts: Vec<usize>,
+    next: Vec<usize>,
+    member: Vec<usize>,
+    re: Vec<f64>,
+    im: Vec<f64>,
 }
 
 /// The candidates senses are drawn from: word ids, and for each the index of the peak whose
@@ -437,40 +543,78 @@ impl Analyzer<'_> {
                 .index
                 .column_below(self.s.freq[i], self.params.vocabulary);
             match peak_slots.iter().position(|&p| p == i) {
-                None => {
-                    for e in column {
-                        dots[e.word as usize] += e.term(zr, zi);
-                    }
-                }
-                Some(p) => {
-                    for e in column {
-                        let term = e.term(zr, zi);
-                        dots[e.word as usize] += term;
-                        self.offer_neighbour(w, i, e, term, &mut found[p]);
-                    }
-                }
+                None => column.add_to(zr, zi, dots),
+                Some(p) => self.scan_peak_column(w, i, column, dots, &mut found[p]),
             }
         }
         found
     }
 
-    /// Offers `e` (`term`: its product with `w` at the column's frequency, from `w`'s `slot`)
-    /// as a sense neighbour, if its own peaks include that frequency.
-    fn offer_neighbour(&self, w: usize, slot: usize, e: &Entry, term: f64, best: &mut Best) {
-        let score = match self.params.rank {
-            Ranking::Phase => term,
-            Ranking::Amplitude => (self.s.amp[slot] * e.amp) as f64,
+    /// `Column::add_to` for the column of `w`'s peak `slot`, offering its words as sense
+    /// neighbours on the way, in column order, exactly as `offer_neighbour` would. A block
+    /// none of whose words can get in (one of their own peaks at this frequency, a score
+    /// above 0 and the list's bar at the block's start: the bar only rises) is tested
+    /// branch-free and offers nothing.
+    fn scan_peak_column(
+        &self,
+        w: usize,
+        slot: usize,
+        column: Column<'_>,
+        dots: &mut [f64],
+        best: &mut Best,
+    ) {
+        let (zr, zi) = (self.index.re[slot], self.index.im[slot]);
+        let (phase, peak_amp) = (self.params.rank == Ranking::Phase, self.s.amp[slot]);
+        let ratio = self.params.peak_ratio;
+        // One length for every field, so that the indexing below needs no bounds checks.
+        let n = column.words.len();
+        let (words, amp, max_amp) = (&column.words[..n], &column.amp[..n], &column.max_amp[..n]);
+        let term = |j: usize| zr * column.re[..n][j] + zi * column.im[..n][j];
+        let score = |j: usize, term: f64| {
+            if phase {
+                term
+            } else {
+                (peak_amp * amp[j]) as f64
+            }
         };
+        // offer_neighbour's tests but `u == w` (amplitude, score, bar), without branches.
+        let refused = |j: usize, score: f64, bar: f64| {
+            (amp[j] <= 0.0) | (amp[j] < ratio * max_amp[j]) | (score <= 0.0) | (score < bar)
+        };
+        for start in (0..n).step_by(BLOCK) {
+            let block = start..(start + BLOCK).min(n);
+            let bar = best.bar();
+            let mut hope = false;
+            for j in block.clone() {
+                let t = term(j);
+                dots[words[j] as usize] += t;
+                hope |= !refused(j, score(j, t), bar);
+            }
+            if !hope {
+                continue;
+            }
+            for j in block {
+                let x = score(j, term(j));
+                if !refused(j, x, best.bar()) && words[j] as usize != w {
+                    best.offer(words[j], x);
+                }
+            }
+        }
+    }
+
+    /// Offers `u` (its amplitude `amp` at a peak frequency of `w`; `score`: its rank there)
+    /// as a sense neighbour, if its own peaks include that frequency.
+    fn offer_neighbour(&self, w: usize, u: u32, amp: f32, score: f64, best: &mut Best) {
         // Anti-aligned words pull the inner product down: not neighbours. The score is
         // checked first: most words fall short of the list and never cost the random read.
         if score <= 0.0 || score < best.bar() {
             return;
         }
-        let u = e.word as usize;
-        if u == w || e.amp <= 0.0 || e.amp < self.params.peak_ratio * self.index.max_amp[u] {
+        let ui = u as usize;
+        if ui == w || amp <= 0.0 || amp < self.params.peak_ratio * self.index.max_amp[ui] {
             return;
         }
-        best.offer(e.word, score);
+        best.offer(u, score);
     }
 
     /// The `neighbourhood` words with the largest positive cosine with `w`, best first.
@@ -480,16 +624,31 @@ impl Analyzer<'_> {
         if nw == 0.0 {
             return best.items;
         }
-        for (u, &dot) in dots.iter().enumerate().take(self.params.vocabulary) {
-            if dot <= 0.0 || u == w {
+        let read = dots.len().min(self.params.vocabulary);
+        for start in (0..read).step_by(BLOCK) {
+            let end = (start + BLOCK).min(read);
+            // The per-word test below with the bar at the block's start (it only rises):
+            // most blocks hold no entrant and cost one branch-free pass.
+            let bar = best.bar() * nw;
+            let hope = (dots[start..end].iter().zip(&norm[start..end]))
+                .fold(false, |h, (&dot, &n)| {
+                    h | !((dot <= 0.0) | (dot < bar * n * (1.0 - 1e-9)))
+                });
+            if !hope {
                 continue;
             }
-            // Most words fall short of the list: reject them with a multiplication (with a
-            // margin far above rounding) before the exact division.
-            if dot < best.bar() * nw * norm[u] * (1.0 - 1e-9) {
-                continue;
+            for u in start..end {
+                let dot = dots[u];
+                if dot <= 0.0 || u == w {
+                    continue;
+                }
+                // Most words fall short of the list: reject them with a multiplication (with
+                // a margin far above rounding) before the exact division.
+                if dot < best.bar() * nw * norm[u] * (1.0 - 1e-9) {
+                    continue;
+                }
+                best.offer(u as u32, dot / (norm[u] * nw));
             }
-            best.offer(u as u32, dot / (norm[u] * nw));
         }
         best.items
     }
@@ -517,12 +676,14 @@ impl Analyzer<'_> {
         }
         let (zr, zi) = (self.index.re[slot], self.index.im[slot]);
         let mut best = Best::new(k);
-        for e in self
-            .index
-            .column_below(self.s.freq[slot], self.params.vocabulary)
-        {
-            if dots[e.word as usize] > 0.0 {
-                self.offer_neighbour(w, slot, e, e.term(zr, zi), &mut best);
+        let column = (self.index).column_below(self.s.freq[slot], self.params.vocabulary);
+        for (j, &u) in column.words.iter().enumerate() {
+            if dots[u as usize] > 0.0 {
+                let score = match self.params.rank {
+                    Ranking::Phase => column.term(j, zr, zi),
+                    Ranking::Amplitude => (self.s.amp[slot] * column.amp[j]) as f64,
+                };
+                self.offer_neighbour(w, u, column.amp[j], score, &mut best);
             }
         }
         best.items
@@ -570,28 +731,60 @@ impl Analyzer<'_> {
         c
     }
 
-    /// Complex cosines among `ids` (row-major n x n, diagonal -inf): each row is scattered
-    /// into a dense D-length buffer once and every later row gathers its K entries from it.
-    fn mutual_cosines(&self, ids: &[u32], dense: &mut [(f64, f64)]) -> Vec<f64> {
-        let n = ids.len();
-        let mut sim = vec![f64::NEG_INFINITY; n * n];
-        for a in 0..n {
-            let wa = ids[a] as usize;
-            for i in self.active(wa) {
-                dense[self.s.freq[i] as usize] = (self.index.re[i], self.index.im[i]);
+    /// Groups the active entries of `ids` by frequency (see `ByFrequency`).
+    fn group_by_frequency(&self, ids: &[u32], g: &mut ByFrequency) {
+        let d = self.s.frequency_dim;
+        g.starts.clear();
+        g.starts.resize(d + 1, 0);
+        for &u in ids {
+            for i in self.active(u as usize) {
+                g.starts[self.s.freq[i] as usize + 1] += 1;
             }
+        }
+        for f in 0..d {
+            g.starts[f + 1] += g.starts[f];
+        }
+        let total = g.starts[d];
+        g.member.resize(total, 0);
+        g.re.resize(total, 0.0);
+        g.im.resize(total, 0.0);
+        g.next.clone_from(&g.starts);
+        for (c, &u) in ids.iter().enumerate() {
+            for i in self.active(u as usize) {
+                let at = &mut g.next[self.s.freq[i] as usize];
+                g.member[*at] = c;
+                g.re[*at] = self.index.re[i];
+                g.im[*at] = self.index.im[i];
+                *at += 1;
+            }
+        }
+    }
+
+    /// Complex cosines among `ids` (row-major n x n, diagonal -inf). The inner products are
+    /// summed frequency by frequency over the pairs that share it (a few per frequency,
+    /// instead of K gathers for each of the n²/2 pairs). Each pair's terms come in ascending
+    /// frequency, the order of its entries, and a frequency only one of the two holds adds an
+    /// exact zero: the sums are those over each pair's entries.
+    fn mutual_cosines(&self, ids: &[u32], g: &mut ByFrequency) -> Vec<f64> {
+        let n = ids.len();
+        self.group_by_frequency(ids, g);
+        let mut sim = vec![0.0; n * n];
+        for f in 0..self.s.frequency_dim {
+            let shared = g.starts[f]..g.starts[f + 1];
+            for x in shared.clone() {
+                for y in x + 1..shared.end {
+                    // member[x] < member[y]: the first word's value times the second's.
+                    sim[g.member[x] * n + g.member[y]] += g.re[x] * g.re[y] + g.im[x] * g.im[y];
+                }
+            }
+        }
+        for a in 0..n {
+            let na = self.index.norm[ids[a] as usize];
+            sim[a * n + a] = f64::NEG_INFINITY;
             for b in a + 1..n {
-                let wb = ids[b] as usize;
-                let dot = self.active(wb).fold(0.0, |acc, i| {
-                    let (ar, ai) = dense[self.s.freq[i] as usize];
-                    acc + (ar * self.index.re[i] + ai * self.index.im[i])
-                });
-                let cos = dot / (self.index.norm[wa] * self.index.norm[wb]);
+                let cos = sim[a * n + b] / (na * self.index.norm[ids[b] as usize]);
                 sim[a * n + b] = cos;
                 sim[b * n + a] = cos;
-            }
-            for i in self.active(wa) {
-                dense[self.s.freq[i] as usize] = (0.0, 0.0);
             }
         }
         sim
@@ -633,7 +826,7 @@ impl Analyzer<'_> {
         let cosines: Vec<f64> = (cand.ids.iter())
             .map(|&u| scratch.dots[u as usize] / (self.index.norm[u as usize] * nw))
             .collect();
-        let sim = self.mutual_cosines(&cand.ids, &mut scratch.dense);
+        let sim = self.mutual_cosines(&cand.ids, &mut scratch.by_frequency);
         // The scale comes from the nearest words alone: the peaks' modes add words further
         // from the word (its less frequent senses), which must not lower the bar.
         let scale = near.iter().map(|&(_, c)| c).sum::<f64>() / near.len() as f64;
@@ -809,6 +1002,79 @@ mod tests {
             average_linkage(Vec::new(), 0, 0.5),
             Vec::<Vec<usize>>::new()
         );
+    }
+
+    /// The clustering as first written: every merge rescans each row whose maximum was one
+    /// of the merged groups, over all columns with an `alive` test.
+    fn rescanning_linkage(mut sim: Vec<f64>, n: usize, threshold: f64) -> Vec<Vec<usize>> {
+        let mut groups: Vec<Vec<usize>> = (0..n).map(|i| vec![i]).collect();
+        let mut alive = vec![true; n];
+        let best_of = |sim: &[f64], alive: &[bool], r: usize| {
+            let live: Vec<usize> = (0..n).filter(|&c| alive[c]).collect();
+            row_best(sim, n, &live, r)
+        };
+        let mut best: Vec<(f64, usize)> = (0..n).map(|r| best_of(&sim, &alive, r)).collect();
+        for _ in 1..n {
+            let rows = (0..n)
+                .filter(|&r| alive[r])
+                .map(|r| ((r, best[r].1), best[r].0));
+            let ((a, b), value) = first_max(rows).unwrap();
+            if value < threshold {
+                break;
+            }
+            let (na, nb) = (groups[a].len() as f64, groups[b].len() as f64);
+            for j in (0..n).filter(|&j| alive[j] && j != a && j != b) {
+                let merged = (sim[a * n + j] * na + sim[b * n + j] * nb) / (na + nb);
+                sim[a * n + j] = merged;
+                sim[j * n + a] = merged;
+            }
+            let moved = std::mem::take(&mut groups[b]);
+            groups[a].extend(moved);
+            alive[b] = false;
+            best[a] = best_of(&sim, &alive, a);
+            for r in (0..n).filter(|&r| alive[r] && r != a) {
+                let (v, c) = best[r];
+                let s = sim[r * n + a];
+                if c == a || c == b {
+                    best[r] = best_of(&sim, &alive, r);
+                } else if s > v || (s == v && a < c) {
+                    best[r] = (s, a);
+                }
+            }
+        }
+        groups.into_iter().filter(|g| !g.is_empty()).collect()
+    }
+
+    #[test]
+    fn average_linkage_merges_as_a_full_rescan_does() {
+        // Similarities on a coarse grid, so that ties are common; some matrices with a -inf
+        // off the diagonal, which takes the scan over the live columns.
+        let mut rng = crate::rng::Rng::new(7);
+        for case in 0..20000 {
+            let n = 2 + rng.below(30);
+            let levels = 2 + case % 7;
+            let mut sim = vec![0.0; n * n];
+            for a in 0..n {
+                for b in a + 1..n {
+                    let v = rng.below(levels) as f64 / 2.0;
+                    sim[a * n + b] = v;
+                    sim[b * n + a] = v;
+                }
+            }
+            if case % 4 == 0 {
+                let (a, b) = (rng.below(n), rng.below(n));
+                if a != b {
+                    sim[a * n + b] = f64::NEG_INFINITY;
+                    sim[b * n + a] = f64::NEG_INFINITY;
+                }
+            }
+            let threshold = rng.below(4) as f64 / 4.0;
+            assert_eq!(
+                average_linkage(sim.clone(), n, threshold),
+                rescanning_linkage(sim, n, threshold),
+                "case {case}"
+            );
+        }
     }
 
     #[test]

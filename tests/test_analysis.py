@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -121,6 +122,27 @@ def test_most_polysemous_only_considers_the_most_frequent_words(model: CSSModel)
     assert analysis.most_polysemous(model, top=0) == []
     with pytest.raises(ValueError):
         analysis.most_polysemous(model, top=-1)
+
+
+def test_most_polysemous_skips_words_seen_fewer_than_min_count_times() -> None:
+    """A word seen 10 times, below the default floor of 12, is polysemous by its own report
+    (its spectrum is noise that lands near both topics of the word it stands in for) but is
+    not ranked, while the frequent planted words are; a floor of 10 ranks it."""
+    texts = generate_corpus(3000, seed=5)
+    rare, renamed = "banque", 0
+    for i, doc in enumerate(texts):
+        if renamed < 10 and re.search(r"\bbank\b", doc):
+            texts[i] = re.sub(r"\bbank\b", rare, doc, count=1)
+            renamed += 1
+    model = css_rs.train(texts, Vocabulary.from_texts(texts), TrainConfig(threads=1, epochs=5))
+    assert model.vocab.counts[rare] == 10 < analysis.DEFAULT_SENSE_MIN_COUNT
+    assert model.polysemy(rare).is_polysemous
+    everyone = len(model)
+    assert analysis.polysemy_candidates(model, everyone) == everyone - 1
+    ranked = {r.word for r in analysis.most_polysemous(model, top=everyone, among=everyone)}
+    assert rare not in ranked and set(POLYSEMOUS) <= ranked
+    low = analysis.most_polysemous(model, top=everyone, among=everyone, min_count=10)
+    assert rare in {r.word for r in low}
 
 
 def test_most_polysemous_reports_its_progress(model: CSSModel) -> None:

@@ -169,6 +169,20 @@ def test_polysemy_ranking(model_path: Path) -> None:
     assert few["among"] == 5 and all(w["word"] not in POLYSEMOUS for w in few["words"])
 
 
+def test_polysemy_ranking_leaves_out_words_below_min_count(
+    model: CSSModel, model_path: Path
+) -> None:
+    counts = model.vocab.counts
+    floor = sorted(counts.values())[5] + 1  # some of the rarest words fall below it
+    frequent = sum(c >= floor for c in counts.values())
+    assert frequent < len(model)
+    out = run_json("polysemy", model_path, "--top", len(model), "--min-count", floor)
+    assert out["among"] == len(model) and out["scanned"] == frequent
+    assert all(counts[w["word"]] >= floor for w in out["words"])
+    text = run("polysemy", model_path, "--min-count", floor).stdout
+    assert f"Most polysemous of the {frequent:,} most frequent words (seen >= {floor}" in text
+
+
 def test_polysemy_rejects_bad_options(model_path: Path) -> None:
     assert run("polysemy", model_path, "--rank", "loudest").exit_code == 2
     assert run("polysemy", model_path, "--peak-ratio", "2").exit_code == 2

@@ -30,6 +30,7 @@ from css_rs.analysis.senses import (
     Sense,
     SenseAnalyzer,
     most_polysemous,
+    polysemy_candidates,
 )
 from css_rs.errors import MissingDependencyError
 
@@ -58,6 +59,7 @@ __all__ = [
     "most_polysemous",
     "plot_overview",
     "plot_spectra",
+    "polysemy_candidates",
     "vocab_path_for",
     "write_npy",
     "write_npz",

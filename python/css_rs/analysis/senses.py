@@ -262,11 +262,26 @@ def _seen_at_least(model: CSSModel, min_count: int) -> Optional[int]:
     """How many words, from id 0, were seen at least ``min_count`` times (ids run by
     descending count); None when every word was (or the model carries no counts), and never
     fewer than 2 (a sense needs two words)."""
+    seen = _frequent_words(model, min_count)
+    return None if seen == len(model) else max(2, seen)
+
+
+def _frequent_words(model: CSSModel, min_count: int) -> int:
+    """How many words, from id 0, were seen at least ``min_count`` times (ids run by
+    descending count): every word when the model carries no counts."""
     counts = model.vocab.counts
     seen = np.array([counts[w] for w in model.words], dtype=np.int64)
     if min_count <= 1 or not seen.any() or seen.min() >= min_count:
-        return None
-    return max(2, int(np.argmax(seen < min_count)))
+        return len(model)
+    return int(np.argmax(seen < min_count))
+
+
+def polysemy_candidates(
+    model: CSSModel, among: int, min_count: int = DEFAULT_SENSE_MIN_COUNT
+) -> int:
+    """How many words ``most_polysemous`` analyses: the ``among`` most frequent, but none
+    seen fewer than ``min_count`` times (ids ``0..n-1``)."""
+    return min(among, _frequent_words(model, min_count))
 
 
 def most_polysemous(
@@ -281,13 +296,17 @@ def most_polysemous(
     min_count: int = DEFAULT_SENSE_MIN_COUNT,
     progress: Optional[ProgressCallback] = None,
 ) -> list[Polysemy]:
-    """The ``top`` most polysemous of the ``among`` most frequent words (rare words have noisy
-    spectra): words with two or more senses, by ``Polysemy.score`` (the second sense's
-    similarity mass: balance and strength together), then number of senses. ``progress(done,
-    total)`` follows the scan of the ``among`` words."""
+    """The ``top`` most polysemous of the ``among`` most frequent words: words with two or more
+    senses, by ``Polysemy.score`` (the second sense's similarity mass: balance and strength
+    together), then number of senses. Words seen fewer than ``min_count`` times are not
+    analysed at all, as they are never neighbours nor sense members: their noisy spectra land
+    near anything and would fill the ranking with noise (``polysemy_candidates`` says how
+    many words are left); ``CSSModel.polysemy`` still reports any word. ``progress(done,
+    total)`` follows the scan of those words."""
     if top < 0 or among < 0:
         raise ValueError("top and among must not be negative")
-    candidates = list(range(min(among, len(model))))  # ids are in order of descending count
+    # Ids run by descending count: the candidates are the first ids.
+    candidates = list(range(polysemy_candidates(model, among, min_count)))
     analyzer = SenseAnalyzer(
         model,
         peak_ratio=peak_ratio,

@@ -123,7 +123,7 @@ def polysemy(
         "--min-count",
         min=0,
         metavar="N",
-        help="Words seen fewer times are neither neighbours nor sense members.",
+        help="Words seen fewer times are neither neighbours nor sense members, nor ranked.",
     ),
     peak_ratio: float = typer.Option(
         DEFAULT_PEAK_RATIO,
@@ -146,7 +146,8 @@ def polysemy(
 
     Sense neighbours are ranked by the phase-aligned product by default, as CSSModel.polysemy
     (--rank amplitude: by amplitude product). Senses are groups of the word's nearest words
-    and its peaks' sense neighbours; the ranking looks at the --among most frequent words.
+    and its peaks' sense neighbours; the ranking looks at the --among most frequent words,
+    without those seen fewer than --min-count times (noise: a WORD is still reported).
     """
     with handle_errors():
         model = load(model_path)
@@ -161,10 +162,18 @@ def polysemy(
                 ranked = analysis.most_polysemous(
                     model, top=top, among=among, progress=progress, **options
                 )
+            scanned = analysis.polysemy_candidates(model, among, min_count)
             if as_json:
-                emit_json({"among": min(among, len(model)), "words": [r.to_dict() for r in ranked]})
+                emit_json(
+                    {
+                        "among": min(among, len(model)),
+                        "scanned": scanned,
+                        "words": [r.to_dict() for r in ranked],
+                    }
+                )
             else:
-                _print_ranking(ranked, min(among, len(model)))
+                skipped = scanned < min(among, len(model))
+                _print_ranking(ranked, scanned, min_count if skipped else None)
             return
         report = model.polysemy(word, **options)
         if as_json:
@@ -221,14 +230,15 @@ def _print_senses(report: analysis.Polysemy, rank: str, peak_ratio: float) -> No
             )
 
 
-def _print_ranking(ranked: list[analysis.Polysemy], among: int) -> None:
+def _print_ranking(ranked: list[analysis.Polysemy], scanned: int, min_count: Optional[int]) -> None:
+    """``min_count``: the floor that left rare words out of the scan (None: it left none)."""
+    words = f"the {scanned:,} most frequent words"
+    if min_count is not None:
+        words += f" (seen >= {min_count} times)"
     if not ranked:
-        typer.echo(f"No word with two or more senses among the {among:,} most frequent words.")
+        typer.echo(f"No word with two or more senses among {words}.")
         return
-    typer.echo(
-        f"Most polysemous of the {among:,} most frequent words "
-        "(score: weight of the second sense per neighbour):"
-    )
+    typer.echo(f"Most polysemous of {words} (score: weight of the second sense per neighbour):")
     rows = [
         (
             i,
