@@ -43,6 +43,10 @@ COMMON = {"min_count": 5, "window": 3, "negative": 5, "epochs": 5}
 GENSIM_SAMPLE = 1e-3  # gensim's default
 CSS_SAMPLE = 1e-4  # css-rs's default
 
+# Refinement pruning before relative pruning (ALGORITHM.md's: amplitudes <= 1e-4, every 1000
+# updates of a word).
+ABSOLUTE_PRUNING = {"refine_prune_ratio": 0.0, "refine_prune_every": 1000}
+
 # The guide's original update rule, expressed in css-rs settings: hinge loss with unit
 # normalisation, lr 0.03 with step decay, L1 0.003, uniform negatives, no context updates,
 # supports frozen at their random start, no subsampling.
@@ -57,12 +61,13 @@ GUIDE = {
     "update_context": False,
     "exploration_fraction": 0.0,
     "sample": 0.0,
+    **ABSOLUTE_PRUNING,
 }
 
 # The selection rule before usage balancing (plain top-K by magnitude, no score bias).
 PLAIN_TOP_K = {"balance_gamma": 0.0, "score_bias": 0.0}
-# css-rs's defaults before usage balancing: K = 8, lr 0.3, plain top-K.
-PREVIOUS_DEFAULTS = {**PLAIN_TOP_K, "max_frequencies": 8, "learning_rate": 0.3}
+# css-rs's defaults before usage balancing: K = 8, lr 0.3, plain top-K (and absolute pruning).
+PREVIOUS_DEFAULTS = {**PLAIN_TOP_K, **ABSOLUTE_PRUNING, "max_frequencies": 8, "learning_rate": 0.3}
 K8_BALANCED = {"max_frequencies": 8, "learning_rate": 0.3}
 
 STUDY: dict[str, dict[str, Any]] = {
@@ -77,6 +82,9 @@ STUDY: dict[str, dict[str, Any]] = {
     "sample 1e-3 (ALGORITHM.md's and word2vec's)": {"sample": 1e-3},
     "no context updates": {"update_context": False},
     "no phases": {"use_phases": False},
+    "absolute pruning only (the sixth session's defaults)": ABSOLUTE_PRUNING,
+    "refine_prune_ratio 0.05": {"refine_prune_ratio": 0.05},
+    "refine_prune_ratio 0.2": {"refine_prune_ratio": 0.2},
 }
 
 
@@ -334,6 +342,11 @@ def main() -> int:
         )
     rows += [
         measure("css-rs defaults (K=16, balanced)", {**css, "settings": {}}, seeds),
+        measure(
+            "css-rs without relative pruning (the sixth session's defaults)",
+            {**css, "settings": ABSOLUTE_PRUNING},
+            seeds,
+        ),
         measure("css-rs K=8, lr 0.3, balanced", {**css, "settings": K8_BALANCED}, seeds),
         measure(
             "css-rs previous defaults (K=8, lr 0.3, plain top-K)",

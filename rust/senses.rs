@@ -74,7 +74,7 @@ impl Default for SenseParams {
             k: 5,
             rank: Ranking::Phase,
             neighbourhood: 20,
-            merge_ratio: 0.5,
+            merge_ratio: 0.45,
             min_share: 0.25,
             modes: true,
             mode_share: 0.2,

@@ -287,6 +287,20 @@ def test_balanced_selection_spreads_words_over_frequencies(
     assert good / len(words) >= 0.8
 
 
+def test_refinement_prunes_entries_weak_against_the_strongest(
+    corpus: list[str], vocab: Vocabulary, model: CSSModel
+) -> None:
+    # refine_prune_ratio drops, at each refinement prune, the entries weaker than that fraction
+    # of the word's strongest: words keep fewer entries, none is emptied, clusters survive.
+    unpruned = css_rs.train(corpus, vocab, ONE_THREAD.replace(refine_prune_ratio=0.0))
+    pruned = css_rs.train(corpus, vocab, ONE_THREAD.replace(refine_prune_ratio=0.3))
+    assert pruned.avg_active() < model.avg_active() <= unpruned.avg_active()
+    assert min(pruned.active_counts()) >= 1
+    words = [w for ws in TOPICS.values() for w in ws]
+    good = sum(all(same_cluster(w, n) for n, _ in pruned.similar(w, 3)) for w in words)
+    assert good / len(words) >= 0.8
+
+
 def test_negatives_are_updated_unless_their_rate_is_zero(
     corpus: list[str], vocab: Vocabulary
 ) -> None:

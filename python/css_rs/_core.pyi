@@ -242,7 +242,7 @@ class SenseSettings:
         k: int = 5,
         rank: str = "phase",
         neighbourhood: int = 20,
-        merge_ratio: float = 0.5,
+        merge_ratio: float = 0.45,
         min_share: float = 0.25,
         modes: bool = True,
         mode_share: float = 0.2,

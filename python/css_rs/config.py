@@ -238,8 +238,14 @@ class TrainConfig:
     refine_prune_threshold: float = _setting(
         "model", 1e-4, _float_range(0.0), "amplitudes pruned while refining"
     )
+    refine_prune_ratio: float = _setting(
+        "model",
+        0.1,
+        _float_range(0.0, 0.999),
+        "while refining, also prune amplitudes below this fraction of the word's strongest",
+    )
     refine_prune_every: int = _setting(
-        "model", 1000, _int_range(1, 2**32 - 1), "updates between prunes"
+        "model", 100, _int_range(1, 2**32 - 1), "updates between prunes"
     )
 
     # --- training ------------------------------------------------------------------------

@@ -31,7 +31,7 @@ pub(super) struct PySenseSettings {
 impl PySenseSettings {
     #[new]
     #[pyo3(signature = (
-        *, peak_ratio=0.25, k=5, rank="phase", neighbourhood=20, merge_ratio=0.5,
+        *, peak_ratio=0.25, k=5, rank="phase", neighbourhood=20, merge_ratio=0.45,
         min_share=0.25, modes=true, mode_share=0.2, vocabulary=None
     ))]
     #[allow(clippy::too_many_arguments)]

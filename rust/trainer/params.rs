@@ -71,6 +71,10 @@ pub struct TrainParams {
     pub score_bias: f32,
     pub explore_prune_threshold: f32,
     pub refine_prune_threshold: f32,
+    /// At each refinement prune, entries weaker than this fraction of the word's strongest
+    /// amplitude go too: a word keeps the entries that grew, whatever the corpus's scale of
+    /// amplitudes (an absolute threshold that suits one corpus empties a smaller one's words).
+    pub refine_prune_ratio: f32,
     pub refine_prune_every: u32,
     pub epochs: usize,
     pub training_batch_size: usize,
@@ -107,7 +111,8 @@ impl Default for TrainParams {
             score_bias: 2.0,
             explore_prune_threshold: 0.001,
             refine_prune_threshold: 1e-4,
-            refine_prune_every: 1000,
+            refine_prune_ratio: 0.1,
+            refine_prune_every: 100,
             epochs: 5,
             training_batch_size: 100,
             threads: 0,
@@ -198,6 +203,13 @@ impl TrainParams {
             0.0,
             false,
         )?;
+        if !(0.0..1.0).contains(&self.refine_prune_ratio) {
+            return Err(CssError::invalid(
+                "refine_prune_ratio",
+                self.refine_prune_ratio,
+                "must be in [0, 1)",
+            ));
+        }
         if let Some(m) = self.max_norm {
             finite_at_least("max_norm", m as f64, 0.0, true)?;
         }

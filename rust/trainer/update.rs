@@ -137,7 +137,7 @@ fn explore_step(
     let p = sh.params;
     let n = current.len.min(MAX_K);
     let k = p.max_frequencies;
-    let floor2 = prune_floor2(sh, word, true);
+    let floor2 = explore_floor2(p);
     let inside = sh
         .isa
         .step(current, x, scale, floor2, AMP_LIMIT * AMP_LIMIT, step);
@@ -281,10 +281,24 @@ fn refine(
     balance: &mut Balance,
 ) {
     let p = sh.params;
-    let floor2 = prune_floor2(sh, word, false);
-    let inside = sh
+    let due = refine_prune_due(sh, word);
+    let floor2 = if due {
+        p.refine_prune_threshold * p.refine_prune_threshold
+    } else {
+        0.0
+    };
+    let mut inside = sh
         .isa
         .step(current, x, scale, floor2, AMP_LIMIT * AMP_LIMIT, step);
+    let floor2 = if due && p.refine_prune_ratio > 0.0 {
+        let relative = relative_floor2(p.refine_prune_ratio, &step.mag2[..current.len.min(MAX_K)]);
+        inside &= step.mag2[..current.len.min(MAX_K)]
+            .iter()
+            .all(|&m| m > relative);
+        floor2.max(relative)
+    } else {
+        floor2
+    };
     if inside && store_step_values(sh, word, current, step, lr) {
         return;
     }
@@ -338,24 +352,29 @@ fn shrink(p: &TrainParams, lr: f32, cands: &mut [Cand]) {
     }
 }
 
-/// The squared amplitude at or below which this update prunes an entry: the exploration
-/// threshold on every update, the refinement one every `refine_prune_every` updates of the
-/// word, else 0 (only exact zeros go).
-fn prune_floor2(sh: &Shared<'_>, word: u32, explore: bool) -> f32 {
-    let p = sh.params;
-    let prune = if explore {
-        Some(p.explore_prune_threshold)
-    } else {
-        // A plain load and store, not a locked fetch_add: a lost increment between two
-        // threads only delays one prune (Hogwild), and single-thread runs stay exact.
-        // The counter runs up to refine_prune_every and restarts (no division per update).
-        let counter = sh.spectra.counter(word as usize);
-        let n = counter.load(Relaxed) + 1;
-        let due = n >= p.refine_prune_every as u64;
-        counter.store(if due { 0 } else { n }, Relaxed);
-        due.then_some(p.refine_prune_threshold)
-    };
-    prune.map_or(0.0, |th| th * th)
+/// The squared amplitude at or below which an exploration update prunes an entry.
+fn explore_floor2(p: &TrainParams) -> f32 {
+    p.explore_prune_threshold * p.explore_prune_threshold
+}
+
+/// Whether this refinement update of `word` prunes: every `refine_prune_every` updates of the
+/// word (between them only exact zeros go).
+fn refine_prune_due(sh: &Shared<'_>, word: u32) -> bool {
+    // A plain load and store, not a locked fetch_add: a lost increment between two threads
+    // only delays one prune (Hogwild), and single-thread runs stay exact. The counter runs up
+    // to refine_prune_every and restarts (no division per update).
+    let counter = sh.spectra.counter(word as usize);
+    let n = counter.load(Relaxed) + 1;
+    let due = n >= sh.params.refine_prune_every as u64;
+    counter.store(if due { 0 } else { n }, Relaxed);
+    due
+}
+
+/// The squared amplitude below `ratio` times the strongest of these squared amplitudes: what a
+/// relative prune removes (`refine_prune_ratio`).
+fn relative_floor2(ratio: f32, mag2: &[f32]) -> f32 {
+    let strongest = mag2.iter().fold(0.0f32, |m, &v| if v > m { v } else { m });
+    ratio * ratio * strongest
 }
 
 /// Stores the candidates above `floor2` (thresholds are >= 0, so exact zeros always go) in
