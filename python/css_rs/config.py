@@ -221,7 +221,7 @@ class TrainConfig:
     )
     sample: float = _setting("model", 1e-4, _float_range(0.0, 1.0), "subsampling threshold")
     exploration_fraction: float = _setting(
-        "model", 0.2, _float_range(0.0, 1.0), "share of training with free supports"
+        "model", 0.3, _float_range(0.0, 1.0), "share of training with free supports"
     )
     balance_gamma: float = _setting(
         "model",

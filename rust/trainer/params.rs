@@ -106,7 +106,7 @@ impl Default for TrainParams {
             normalize: Normalize::None,
             max_norm: None,
             sample: 1e-4,
-            exploration_fraction: 0.2,
+            exploration_fraction: 0.3,
             balance_gamma: 8.0,
             score_bias: 2.0,
             explore_prune_threshold: 0.001,
