@@ -46,6 +46,16 @@ def test_save_load_round_trip_is_exact(model: CSSModel, tmp_path: Path) -> None:
     assert doc["stats"]["avgSparsity"] == pytest.approx(model.avg_active())
 
 
+def test_counts_follow_the_ids_and_survive_a_round_trip(model: CSSModel, tmp_path: Path) -> None:
+    counts = model.counts
+    assert [int(c) for c in counts] == [model.vocab.counts[w] for w in model.words]
+    assert all(counts[:-1] >= counts[1:])  # ids run by descending count
+    with pytest.raises(ValueError):
+        counts[0] = 0  # read-only: the model hands out its own array
+    model.save(tmp_path / "m.json")
+    assert np.array_equal(css_rs.load(tmp_path / "m.json").counts, counts)
+
+
 def test_large_model_saves_and_loads_fast(tmp_path: Path) -> None:
     """A 50,000-word model: the figure is printed, not asserted (machines are shared)."""
     v, k = 50_000, 8

@@ -95,6 +95,7 @@ class CSSModel:
         )
         self.stats: dict[str, Any] = dict(stats or {})
         self._words: Optional[list[str]] = None
+        self._counts: Optional[np.ndarray] = None
 
     # --- basics ----------------------------------------------------------------------------
     @property
@@ -103,6 +104,17 @@ class CSSModel:
         if self._words is None:
             self._words = self.vocab.words
         return self._words
+
+    @property
+    def counts(self) -> np.ndarray:
+        """Corpus counts in id order (descending; 0 where the model carries none), read-only.
+        Built once: per-word queries that need counts (``polysemy``'s ``min_count``) would
+        otherwise rebuild them from the vocabulary every call."""
+        if self._counts is None:
+            counts = self.vocab.counts
+            self._counts = np.array([counts.get(w, 0) for w in self.words], dtype=np.int64)
+            self._counts.flags.writeable = False
+        return self._counts
 
     @property
     def frequency_dim(self) -> int:
@@ -286,10 +298,9 @@ class CSSModel:
         from css_rs import __version__
 
         freq, amp, phase = self.slot_arrays()
-        counts = self.vocab.counts
         parts = ModelParts(
             words=self.words,
-            counts=[counts[w] for w in self.words],
+            counts=self.counts.tolist(),
             k=self.max_frequencies,
             frequency_dim=self.frequency_dim,
             freq=freq,

@@ -106,14 +106,13 @@ def write_npz(model: CSSModel, out: str | os.PathLike[str]) -> Path:
     the complex matrix; no pickles are needed to read it."""
     freq, amp, phase = model.slot_arrays()
     active = freq != EMPTY_FREQUENCY  # slots are sorted by frequency, empty ones last
-    counts = model.vocab.counts
     arrays = {
         "indptr": np.concatenate([[0], np.cumsum(active.sum(axis=1))]).astype(np.int64),
         "frequencies": freq[active].astype(np.uint16),
         "amplitudes": amp[active].astype(np.float32),
         "phases": phase[active].astype(np.float32),
         "words": np.array(model.words, dtype=str),
-        "counts": np.array([counts[w] for w in model.words], dtype=np.int64),
+        "counts": np.array(model.counts, dtype=np.int64),
         "frequency_dim": np.int64(model.frequency_dim),
         "max_frequencies": np.int64(model.max_frequencies),
     }

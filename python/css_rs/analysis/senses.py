@@ -226,7 +226,7 @@ class SenseAnalyzer:
     def senses(self, word_ids: Sequence[int]) -> list[Polysemy]:
         """Peaks, sense neighbours and senses for each word (computed in Rust, in parallel
         over the words, with the GIL released)."""
-        words, counts = self.model.words, self.model.vocab.counts
+        words, counts = self.model.words, self.model.counts
         found = self.model._spectra.senses(list(word_ids), self._settings)
         reports = []
         for w, (raw_peaks, raw_senses) in zip(word_ids, found):
@@ -239,7 +239,7 @@ class SenseAnalyzer:
                 for members, carried in raw_senses
             ]
             word = words[w]
-            reports.append(Polysemy(word, peaks, senses, counts.get(word, 0), self.neighbourhood))
+            reports.append(Polysemy(word, peaks, senses, int(counts[w]), self.neighbourhood))
         return reports
 
     def sense_weights(
@@ -272,8 +272,7 @@ def _seen_at_least(model: CSSModel, min_count: int) -> Optional[int]:
 def _frequent_words(model: CSSModel, min_count: int) -> int:
     """How many words, from id 0, were seen at least ``min_count`` times (ids run by
     descending count): every word when the model carries no counts."""
-    counts = model.vocab.counts
-    seen = np.array([counts[w] for w in model.words], dtype=np.int64)
+    seen = model.counts
     if min_count <= 1 or not seen.any() or seen.min() >= min_count:
         return len(model)
     return int(np.argmax(seen < min_count))
