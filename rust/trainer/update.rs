@@ -54,13 +54,31 @@ impl Bounds {
         for &f in x.touched() {
             let (re, im) = x.get(f);
             let mag2 = re * re + im * im;
-            // Comparisons rather than f32::max: a NaN is skipped either way, and a plain
-            // maximum is one instruction instead of a NaN-aware sequence on the hot path.
-            max2 = if mag2 > max2 { mag2 } else { max2 };
-            let key = mag2 * balance.weight(f);
-            key_max2 = if key > key_max2 { key } else { key_max2 };
+            max2 = larger(max2, mag2);
+            key_max2 = larger(key_max2, mag2 * balance.weight(f));
         }
         Bounds { max2, key_max2 }
+    }
+}
+
+/// `v` if it is larger than `m`, else `m`; `smaller` likewise. A comparison rather than
+/// f32::max/min: a NaN `v` is skipped either way, and on the hot paths this is one instruction
+/// instead of a NaN-aware sequence.
+#[inline]
+fn larger(m: f32, v: f32) -> f32 {
+    if v > m {
+        v
+    } else {
+        m
+    }
+}
+
+#[inline]
+fn smaller(m: f32, v: f32) -> f32 {
+    if v < m {
+        v
+    } else {
+        m
     }
 }
 
@@ -147,10 +165,8 @@ fn explore_step(
     // left twice in the record then stays two entries that add up, as in `refine`.)
     let own_keys = (0..n).map(|j| step.mag2[j] * balance.weight(current.freq[j]));
     let bar = newcomer_bar(p, n >= k, own_keys);
-    if !may_add(sh, bounds, scale, bar, n >= k)
-        && inside
-        && store_step_values(sh, word, current, step, lr)
-    {
+    let scan = may_add(bounds, scale, bar, sh.balanced() && n >= k);
+    if !scan && inside && store_step_values(sh, word, current, step, lr) {
         return;
     }
     members.restart();
@@ -168,12 +184,19 @@ fn explore_step(
         inside
     };
     let own = cands.len();
-    let bar = newcomer_bar(
-        p,
-        own >= k,
-        cands.iter().map(|c| c.mag2 * balance.weight(c.f)),
-    );
-    if may_add(sh, bounds, scale, bar, own >= k) {
+    // Merged duplicates are fewer own entries with other values: their bar and scan differ
+    // from those taken above on the record as loaded.
+    let (bar, scan) = if duplicated {
+        let bar = newcomer_bar(
+            p,
+            own >= k,
+            cands.iter().map(|c| c.mag2 * balance.weight(c.f)),
+        );
+        (bar, may_add(bounds, scale, bar, sh.balanced() && own >= k))
+    } else {
+        (bar, scan)
+    };
+    if scan {
         sh.isa.new_candidates(x, scale, bar, members, cands);
     }
     if sh.balanced() && own >= k {
@@ -213,19 +236,17 @@ fn newcomer_bar(p: &TrainParams, full: bool, own_keys: impl Iterator<Item = f32>
     if !full {
         return bar;
     }
-    // Comparisons rather than f32::min, as in `Bounds::of`.
-    let smallest = own_keys.fold(f32::INFINITY, |m, key| if key < m { key } else { m });
-    bar.max(smallest)
+    bar.max(own_keys.fold(f32::INFINITY, smaller))
 }
 
 /// Whether a step of `scale` times an accumulator with these bounds can lift any new entry
 /// over `bar`. Most steps of negatives and context words cannot (small rates times small
-/// values), and with balanced selection and K own entries (`full`) a newcomer must beat the
+/// values). With balanced selection and K own entries (`weighted`) a newcomer must beat the
 /// bar by its key, while the large entries of a step are mostly on crowded frequencies: the
 /// weighted bound rules out most scans. The margin covers the rounding of the bound against
 /// the scan's own products, so a scan skipped is one that would have found nothing.
-fn may_add(sh: &Shared<'_>, bounds: Bounds, scale: f32, bar: f32, full: bool) -> bool {
-    let bound = if sh.balanced() && full {
+fn may_add(bounds: Bounds, scale: f32, bar: f32, weighted: bool) -> bool {
+    let bound = if weighted {
         bounds.key_max2
     } else {
         bounds.max2
@@ -282,7 +303,7 @@ fn refine(
 ) {
     let p = sh.params;
     let due = refine_prune_due(sh, word);
-    let floor2 = if due {
+    let mut floor2 = if due {
         p.refine_prune_threshold * p.refine_prune_threshold
     } else {
         0.0
@@ -290,15 +311,12 @@ fn refine(
     let mut inside = sh
         .isa
         .step(current, x, scale, floor2, AMP_LIMIT * AMP_LIMIT, step);
-    let floor2 = if due && p.refine_prune_ratio > 0.0 {
-        let relative = relative_floor2(p.refine_prune_ratio, &step.mag2[..current.len.min(MAX_K)]);
-        inside &= step.mag2[..current.len.min(MAX_K)]
-            .iter()
-            .all(|&m| m > relative);
-        floor2.max(relative)
-    } else {
-        floor2
-    };
+    if due && p.refine_prune_ratio > 0.0 {
+        let values = &step.mag2[..current.len.min(MAX_K)];
+        let relative = relative_floor2(p.refine_prune_ratio, values);
+        inside &= values.iter().all(|&m| m > relative);
+        floor2 = floor2.max(relative);
+    }
     if inside && store_step_values(sh, word, current, step, lr) {
         return;
     }
@@ -373,8 +391,7 @@ fn refine_prune_due(sh: &Shared<'_>, word: u32) -> bool {
 /// The squared amplitude below `ratio` times the strongest of these squared amplitudes: what a
 /// relative prune removes (`refine_prune_ratio`).
 fn relative_floor2(ratio: f32, mag2: &[f32]) -> f32 {
-    let strongest = mag2.iter().fold(0.0f32, |m, &v| if v > m { v } else { m });
-    ratio * ratio * strongest
+    ratio * ratio * mag2.iter().copied().fold(0.0, larger)
 }
 
 /// Stores the candidates above `floor2` (thresholds are >= 0, so exact zeros always go) in
@@ -489,13 +506,13 @@ mod tests {
             Isa::detect().new_candidates(&acc, scale, bar, &members, &mut unweighted);
             let mut cands = unweighted.clone();
             balance.drop_weaker_newcomers(&mut cands, 0, bar);
-            if scale * scale * bounds.key_max2 * 1.001 <= bar {
+            if may_add(bounds, scale, bar, true) {
+                scanned += 1;
+            } else {
                 skipped += 1;
                 assert!(cands.is_empty(), "case {case}: {} candidates", cands.len());
-            } else {
-                scanned += 1;
             }
-            if scale * scale * bounds.max2 * 1.001 <= bar {
+            if !may_add(bounds, scale, bar, false) {
                 assert!(unweighted.is_empty(), "case {case}");
             }
         }
