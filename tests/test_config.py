@@ -249,6 +249,12 @@ def test_config_show_reports_every_layer(tmp_path: Path) -> None:
             "'hf', 'hf-parquet', 'text', 'jsonl', 'parquet' (set by flag --source)",
         ),
         (
+            ["--refine-prune-ratio", "1.5"],
+            {},
+            "error: refine_prune_ratio = 1.5 is invalid: must be a finite number >= 0.0 and "
+            "<= 0.999 (set by flag --refine-prune-ratio)",
+        ),
+        (
             [],
             {"CSS_RS_EPOCH": "3"},
             "error: environment: unknown setting 'CSS_RS_EPOCH'; did you mean 'CSS_RS_EPOCHS'?",

@@ -342,6 +342,8 @@ def test_corpus_arrays_are_validated(vocab: Vocabulary) -> None:
         ({"exploration_fraction": 1.5}, "exploration_fraction = 1.5 is invalid"),
         ({"balance_gamma": 33.0}, r"balance_gamma = 33.0 is invalid: must be a finite number >= 0"),
         ({"score_bias": -1.0}, "score_bias = -1.0 is invalid"),
+        ({"refine_prune_ratio": 1.0}, r"refine_prune_ratio = 1.0 is invalid: .* <= 0.999"),
+        ({"refine_prune_ratio": -0.1}, "refine_prune_ratio = -0.1 is invalid"),
     ],
 )
 def test_config_errors_name_field_value_and_range(changes: dict[str, object], message: str) -> None:

@@ -112,7 +112,7 @@ def write_npz(model: CSSModel, out: str | os.PathLike[str]) -> Path:
         "amplitudes": amp[active].astype(np.float32),
         "phases": phase[active].astype(np.float32),
         "words": np.array(model.words, dtype=str),
-        "counts": np.array(model.counts, dtype=np.int64),
+        "counts": model.counts,
         "frequency_dim": np.int64(model.frequency_dim),
         "max_frequencies": np.int64(model.max_frequencies),
     }
