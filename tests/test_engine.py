@@ -140,7 +140,8 @@ def test_state_from_other_settings_or_corpus_is_refused(
 ) -> None:
     ids, offsets = vocab.encode_batch(corpus[:200])
     state = Trainer((ids, offsets), vocab, ONE_THREAD).state()
-    with pytest.raises(ValueError, match="different settings"):
+    seed = ONE_THREAD.seed
+    with pytest.raises(ValueError, match=rf"different settings \(seed: {seed} -> 99\)"):
         Trainer((ids, offsets), vocab, ONE_THREAD.replace(seed=99), state=state)
     ids2, offsets2 = vocab.encode_batch(corpus[200:400])
     with pytest.raises(ValueError, match="different corpus"):

@@ -129,9 +129,10 @@ impl Trainer {
         params.validate()?;
         let (header, spectra) = decode_state(state)?;
         if header.params != params {
-            return Err(CssError::InvalidData(
-                "the training state was made with different settings".to_string(),
-            ));
+            return Err(CssError::InvalidData(format!(
+                "the training state was made with different settings ({})",
+                header.params.differences(&params).join("; ")
+            )));
         }
         if header.vocab_size != counts.len() {
             return Err(CssError::InvalidData(format!(

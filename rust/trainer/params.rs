@@ -136,6 +136,26 @@ fn finite_at_least(field: &str, v: f64, lo: f64, open: bool) -> Result<()> {
 }
 
 impl TrainParams {
+    /// The settings that differ from `other`'s, as `name: self's -> other's`, by name:
+    /// what a refused resume names, so that the user knows which setting to restore.
+    pub fn differences(&self, other: &TrainParams) -> Vec<String> {
+        let (ours, theirs) = (serde_json::to_value(self), serde_json::to_value(other));
+        let (Ok(serde_json::Value::Object(ours)), Ok(serde_json::Value::Object(theirs))) =
+            (ours, theirs)
+        else {
+            unreachable!("TrainParams serialises to a JSON object");
+        };
+        (ours.iter())
+            .filter(|(name, value)| theirs.get(*name) != Some(*value))
+            .map(|(name, value)| {
+                let other = theirs
+                    .get(name)
+                    .map_or("<missing>".to_string(), |v| v.to_string());
+                format!("{name}: {value} -> {other}")
+            })
+            .collect()
+    }
+
     pub fn from_json(text: &str) -> Result<Self> {
         let p: TrainParams = serde_json::from_str(text)
             .map_err(|e| CssError::InvalidData(format!("invalid training settings: {e}")))?;
@@ -274,6 +294,24 @@ pub(super) fn learning_rate(p: &TrainParams, progress: f64, epoch: usize) -> f32
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn differences_name_each_setting_that_changed() {
+        let a = TrainParams::default();
+        assert!(a.differences(&a).is_empty());
+        let b = TrainParams {
+            seed: a.seed + 1,
+            refine_prune_every: 1000,
+            ..a.clone()
+        };
+        assert_eq!(
+            a.differences(&b),
+            [
+                "refine_prune_every: 100 -> 1000".to_string(),
+                format!("seed: {} -> {}", a.seed, b.seed),
+            ]
+        );
+    }
 
     #[test]
     fn hinge_without_normalisation_is_refused() {
