@@ -139,19 +139,16 @@ impl TrainParams {
     /// The settings that differ from `other`'s, as `name: self's -> other's`, by name:
     /// what a refused resume names, so that the user knows which setting to restore.
     pub fn differences(&self, other: &TrainParams) -> Vec<String> {
-        let (ours, theirs) = (serde_json::to_value(self), serde_json::to_value(other));
-        let (Ok(serde_json::Value::Object(ours)), Ok(serde_json::Value::Object(theirs))) =
-            (ours, theirs)
-        else {
-            unreachable!("TrainParams serialises to a JSON object");
+        let fields = |p: &TrainParams| match serde_json::to_value(p) {
+            Ok(serde_json::Value::Object(fields)) => fields,
+            _ => unreachable!("TrainParams serialises to a JSON object"),
         };
+        // Both sides are the same struct: every name is in both maps.
+        let (ours, theirs) = (fields(self), fields(other));
         (ours.iter())
-            .filter(|(name, value)| theirs.get(*name) != Some(*value))
-            .map(|(name, value)| {
-                let other = theirs
-                    .get(name)
-                    .map_or("<missing>".to_string(), |v| v.to_string());
-                format!("{name}: {value} -> {other}")
+            .filter_map(|(name, value)| {
+                let other = &theirs[name.as_str()];
+                (other != value).then(|| format!("{name}: {value} -> {other}"))
             })
             .collect()
     }
